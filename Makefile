@@ -1,0 +1,45 @@
+# The two commands: `make run` (baseline scenario, outputs and figures) and `make test` (the test suite).
+# Both create .venv with a Python >= 3.12 and install the project with its dev extras when needed.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+SEED ?= 1
+OUT ?= runs/baseline-seed$(SEED)
+
+.PHONY: install run test test-fast lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@set -e; \
+	if [ ! -x "$(PY)" ]; then \
+	  found=""; \
+	  for c in python3.12 python3.13 python3.14 python3 python \
+	           $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
+	    if command -v "$$c" >/dev/null 2>&1 && "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	      found="$$c"; break; fi; \
+	  done; \
+	  if [ -z "$$found" ]; then echo "error: Python >= 3.12 not found; install python3.12 (or pyenv install 3.12) and retry" >&2; exit 1; fi; \
+	  echo "creating $(VENV) with $$found"; \
+	  "$$found" -m venv $(VENV); \
+	fi; \
+	$(PY) -m pip install --quiet --upgrade pip; \
+	$(PY) -m pip install --quiet -e '.[dev]'; \
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/abm run baseline --seed $(SEED) --out $(OUT) --force
+	$(VENV)/bin/abm overview $(OUT)
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: install
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf runs .pytest_cache .hypothesis

@@ -1,0 +1,512 @@
+"""Agents: chip vendors, cloud providers and AI labs. They hold state and decide; markets clear elsewhere."""
+
+from __future__ import annotations
+
+import math
+
+import mesa
+import numpy as np
+
+from . import economics as ec
+
+
+class MarketAgent(mesa.Agent):
+    """Common state of every market participant: a name, a kind and a cash account in the ledger."""
+
+    type_name = "agent"
+
+    def __init__(self, model, name: str, kind: str):
+        super().__init__(model)
+        self.name = name
+        self.kind = kind
+        self.account = model.ledger.open(name)
+        self.alive = True
+        self.capital_raised = 0.0
+        self.revenue = 0.0
+        self.market_share = 0.0
+
+    @property
+    def cash(self) -> float:
+        """Cash in the ledger."""
+        return float(self.model.ledger.balance[self.account])
+
+    # Uniform reporters for agents.csv (overridden where they mean something).
+    @property
+    def h100e(self) -> float:
+        return 0.0
+
+    @property
+    def capability_index(self) -> float:
+        return 0.0
+
+    @property
+    def efficiency_index(self) -> float:
+        return 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+class ChipVendor(MarketAgent):
+    """A chip vendor: merchant (sells to every cloud) or captive (owned by one cloud, sells near cost)."""
+
+    type_name = "vendor"
+
+    def __init__(self, model, spec):
+        super().__init__(model, spec.name, spec.kind)
+        cfg = model.cfg.chips
+        self.owner_name = spec.owner
+        self.owner = None
+        self.capacity = spec.capacity_h100e_month
+        self.foundry_share = spec.foundry_share
+        self.base_cost = spec.base_cost_usd_per_h100e
+        self.markup = spec.markup if spec.kind == "merchant" else cfg.captive_markup
+        self.gen_lag = spec.gen_lag_months
+        self.generation = 0
+        self.gen_release = -self.gen_lag
+        self.unit_cost = self.base_cost
+        self.kw = cfg.kw_per_h100e
+        self.price = self.unit_cost * (1 + self.markup)
+        self.orders = {}  # cloud unique_id -> outstanding H100e
+        self.shipped = np.zeros(0)
+        self.shipped_month = 0.0
+        self.revenue_month = 0.0
+        self.export_restricted = False
+
+    @property
+    def backlog(self) -> float:
+        """Outstanding orders, H100e."""
+        return float(sum(self.orders.values()))
+
+    def update(self) -> None:
+        """Release a new generation when due, update unit cost, kW per H100e and price (phase 2)."""
+        m, cfg = self.model, self.model.cfg.chips
+        t = m.t
+        due = (t - self.gen_lag) >= 0 and (t - self.gen_lag) % cfg.generation_months == 0 and t > 0
+        if due:
+            self.generation += 1
+            self.gen_release = t
+            m.log_event("generation_release", self.name, f"generation {self.generation}")
+        release = max(self.gen_release, 0)
+        self.unit_cost = ec.unit_cost(self.base_cost, release, cfg.annual_cost_decline)
+        self.kw = cfg.kw_per_h100e * (1 - cfg.energy_efficiency_gain) ** (release / 12)
+        cap_limit = self.foundry_share * m.env.foundry_capacity
+        excess = self.backlog / max(self.capacity * cfg.delivery_lag_months, 1.0) - 1.0
+        growth = cfg.vendor_capacity_growth_max * min(max(excess, 0.0), 1.0)
+        self.capacity = min(self.capacity * (1 + growth), cap_limit) if cap_limit > 0 else 0.0
+        if self.kind == "merchant":
+            self.markup = ec.update_markup(self.markup, self.backlog / max(cfg.delivery_lag_months, 1),
+                                           self.capacity, cfg.markup_speed, cfg.markup_min, cfg.markup_max)
+        self.price = self.unit_cost * (1 + self.markup)
+
+
+# ---------------------------------------------------------------------------------------------------------
+class CloudProvider(MarketAgent):
+    """A cloud: builds power, buys chips, rents capacity on reserved contracts and in the spot market."""
+
+    type_name = "cloud"
+
+    def __init__(self, model, spec):
+        super().__init__(model, spec.name, spec.kind)
+        cfg = model.cfg
+        self.cost_of_capital = spec.cost_of_capital
+        self.debt = 0.0
+        self.other_cashflow = spec.other_cashflow_usd_month
+        self.captive_vendor = None
+        life = cfg.cloud_params.life_months
+        # Fleet by vintage: month installed, H100e, captive flag, kW per H100e, chip price paid per H100e.
+        # The initial fleet is spread over the previous two years so that it retires gradually.
+        n0 = 24
+        months = -np.arange(n0, 0, -1) + min(0, life - 60)
+        per = spec.fleet_h100e / n0
+        self.v_month = list(months.astype(int))
+        self.v_h100e = [per * (1 - spec.captive_share)] * n0
+        self.v_captive = [False] * n0
+        self.v_kw = [cfg.chips.kw_per_h100e] * n0
+        self.v_cost = [25_000.0] * n0
+        if spec.captive_share > 0:
+            self.v_month += list(months.astype(int))
+            self.v_h100e += [per * spec.captive_share] * n0
+            self.v_captive += [True] * n0
+            self.v_kw += [cfg.chips.kw_per_h100e] * n0
+            self.v_cost += [12_000.0] * n0
+        self.power_online = spec.power_mw
+        lead = cfg.cloud_params.build_lead_hyperscaler_months if spec.kind == "hyperscaler" else \
+            cfg.cloud_params.build_lead_neocloud_months
+        pipeline = spec.power_mw * cfg.cloud_params.initial_pipeline_share
+        self.builds: list[tuple[int, float]] = [(k, pipeline / lead) for k in range(1, lead + 1)]
+        self.pending: list[tuple[int, float, bool, float, float]] = []  # (arrival, h100e, captive, kw, cost)
+        self.stored: list[tuple[float, bool, float, float]] = []
+        self.online = 0.0
+        self.online_captive = 0.0
+        self.power_used = 0.0
+        self.floor_price = 0.0
+        self.list_price = 0.0
+        self.spot_ewma = 0.0
+        self.unmet_ewma = 0.0
+        self.spot_sold = 0.0
+        self.delivered = 0.0
+        self.capex = 0.0
+        self.revenue = 0.0
+        self.equity_stakes: dict[int, float] = {}
+        self.equity_invested = 0.0
+        self.unmet_month = 0.0
+        self.demand_hist: list[float] = []
+
+    def demand_growth(self) -> float:
+        """Yearly growth of this cloud's demand (committed plus spot) over the last 12 months."""
+        h = self.demand_hist
+        if len(h) < 13 or h[-13] <= 0:
+            return 1.0
+        return h[-1] / h[-13]
+
+    # --- state --------------------------------------------------------------------------------------------
+    @property
+    def h100e(self) -> float:
+        return self.online
+
+    @property
+    def captive_share(self) -> float:
+        """Share of online capacity on captive chips."""
+        return self.online_captive / self.online if self.online > 0 else 0.0
+
+    def effective_factor(self) -> float:
+        """H100e a lab gets per nominal H100e of this cloud (captive chips carry an ecosystem discount)."""
+        return 1.0 - self.captive_share * (1.0 - self.model.env.ecosystem_factor)
+
+    def outstanding_orders(self) -> float:
+        """Chips on order and not yet allocated by vendors, H100e."""
+        return sum(v.orders.get(self.unique_id, 0.0) for v in self.model.vendors)
+
+    def _refresh_online(self) -> None:
+        t, life = self.model.t, self.model.cfg.cloud_params.life_months
+        keep = [i for i, m in enumerate(self.v_month) if t - m < life]
+        if len(keep) < len(self.v_month):
+            for name in ("v_month", "v_h100e", "v_captive", "v_kw", "v_cost"):
+                setattr(self, name, [getattr(self, name)[i] for i in keep])
+        h = np.asarray(self.v_h100e)
+        self.online = float(h.sum())
+        self.online_captive = float(h[np.asarray(self.v_captive, dtype=bool)].sum()) if h.size else 0.0
+        self.power_used = float(np.dot(h, self.v_kw)) / 1000.0 if h.size else 0.0
+
+    def bring_online(self) -> None:
+        """Retire old vintages, finish power builds, install delivered chips while power allows (phase 3)."""
+        t = self.model.t
+        self._refresh_online()
+        ready = [b for b in self.builds if b[0] <= t]
+        self.builds = [b for b in self.builds if b[0] > t]
+        self.power_online += sum(mw for _, mw in ready)
+        arrived = [p for p in self.pending if p[0] <= t]
+        self.pending = [p for p in self.pending if p[0] > t]
+        self.stored += [(h, c, kw, cost) for _, h, c, kw, cost in arrived]
+        still = []
+        for h, c, kw, cost in self.stored:
+            free_mw = self.power_online - self.power_used
+            fit = min(h, max(free_mw, 0.0) * 1000.0 / kw)
+            if fit > 0:
+                self.v_month.append(t)
+                self.v_h100e.append(fit)
+                self.v_captive.append(c)
+                self.v_kw.append(kw)
+                self.v_cost.append(cost)
+                self.power_used += fit * kw / 1000.0
+            if h - fit > 1e-9:
+                still.append((h - fit, c, kw, cost))
+        self.stored = still
+        self._refresh_online()
+
+    def set_prices(self) -> None:
+        """Floor (levelized cost of a new H100e from the cheapest source) and list price (phase 3)."""
+        m, cc = self.model, self.model.cfg.cloud_params
+        vendor, cost, kw = self.cheapest_source()
+        facility = cc.facility_capex_usd_per_mw * kw * cc.pue / 1000.0
+        self.floor_price = ec.levelized_cost(cost, facility, self.cost_of_capital, cc.life_months, kw, cc.pue,
+                                             m.env.energy_price, cc.opex_usd_per_h100e_month)
+        self.list_price = self.floor_price * cc.spot_list_markup
+
+    def operating_cost(self) -> float:
+        """Energy plus opex per online H100e-month (the marginal cost of running it)."""
+        cc = self.model.cfg.cloud_params
+        kw = (self.power_used * 1000.0 / self.online) if self.online > 0 else self.model.cfg.chips.kw_per_h100e
+        return kw * cc.pue * ec.HOURS_PER_MONTH * self.model.env.energy_price + cc.opex_usd_per_h100e_month
+
+    def cheapest_source(self):
+        """The vendor with the lowest price per effective H100e open to this cloud, its price and kW."""
+        best, best_val = None, math.inf
+        f = self.model.env.ecosystem_factor
+        for v in self.model.vendors:
+            if not self.model.may_buy(self, v):
+                continue
+            val = v.price / (f if v.kind == "captive" else 1.0)
+            if val < best_val:
+                best, best_val = v, val
+        if best is None:
+            return None, 30_000.0, self.model.cfg.chips.kw_per_h100e
+        return best, best.price, best.kw
+
+    def plan_capacity(self) -> None:
+        """Forecast demand, order chips and build power to meet it, financed by cash and debt (phase 3)."""
+        m, cc = self.model, self.model.cfg.cloud_params
+        t = m.t
+        self.capex = 0.0
+        h = cc.forecast_months
+        committed = float(m.committed[self.idx, t: t + h].max()) if t + h <= m.committed.shape[1] else 0.0
+        spot_value = min(max((m.spot_price_ewma / max(self.floor_price, 1e-9) - 0.8) / 0.4, 0.0), 1.0)
+        target = cc.capacity_buffer * (committed + self.spot_ewma * spot_value + self.unmet_ewma)
+        life = cc.life_months
+        retiring = sum(hh for mm, hh in zip(self.v_month, self.v_h100e, strict=True) if t + h - mm >= life)
+        planned = (self.online - retiring + sum(p[1] for p in self.pending) + sum(s[0] for s in self.stored)
+                   + self.outstanding_orders())
+        gap = target - planned
+        self.demand_hist.append(committed + self.spot_ewma)
+        if gap <= 1.0:
+            return
+        # Money available: cash above a month of costs plus headroom under the leverage limit.
+        fleet_value = float(np.dot(self.v_h100e, self.v_cost)) if self.v_h100e else 0.0
+        headroom = cc.leverage_max * (fleet_value + max(self.cash, 0.0)) - self.debt
+        budget = max(self.cash, 0.0) + max(headroom, 0.0)
+        orders = self.split_order(gap)
+        kw_new = {v.unique_id: v.kw for v, _ in orders}
+        chip_cost = sum(v.price * q for v, q in orders)
+        need_mw = sum(q * kw_new[v.unique_id] for v, q in orders) / 1000.0
+        free_mw = (self.power_online + sum(mw for _, mw in self.builds) - self.power_used
+                   - sum(p[1] * p[3] for p in self.pending) / 1000.0 - sum(s[0] * s[2] for s in self.stored) / 1000.0
+                   - sum(v.kw * v.orders.get(self.unique_id, 0.0) for v in m.vendors) / 1000.0)
+        # Power is planned for the demand expected when a build started now would be ready.
+        lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
+        growth = min(max(self.demand_growth(), 1.0), 3.0) ** (lead / 12) - 1.0
+        need_mw += growth * target * kw_new.get(orders[0][0].unique_id, m.cfg.chips.kw_per_h100e) / 1000.0 \
+            if orders else 0.0
+        build_mw = max(need_mw - max(free_mw, 0.0), 0.0)
+        build_cost = build_mw * cc.facility_capex_usd_per_mw
+        total = chip_cost + build_cost
+        scale = min(1.0, budget / total) if total > 0 else 0.0
+        if scale <= 0:
+            return
+        for v, q in orders:
+            if q * scale > 0:
+                v.orders[self.unique_id] = v.orders.get(self.unique_id, 0.0) + q * scale
+        if build_mw * scale > 0:
+            lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
+            self.builds.append((t + lead, build_mw * scale))
+            self.pay_or_borrow("facility_construction", build_cost * scale, "facility_capex")
+            self.capex += build_cost * scale
+
+    def split_order(self, gap: float):
+        """Split an order between the captive vendor (if cheaper per effective H100e) and merchants."""
+        m = self.model
+        f = m.env.ecosystem_factor
+        lag = max(m.cfg.chips.delivery_lag_months, 1)
+        out = []
+        rest = gap
+        cv = self.captive_vendor
+        merch = [v for v in m.vendors if v.kind == "merchant" and m.may_buy(self, v)]
+        best_merchant = min((v.price for v in merch), default=math.inf)
+        if cv is not None and cv.alive and cv.price / f <= best_merchant:
+            room = max(cv.capacity * (lag + 2) - cv.backlog, 0.0)
+            q = min(rest, room)
+            if q > 0:
+                out.append((cv, q))
+                rest -= q
+        if rest > 0 and merch:
+            prices = np.array([v.price for v in merch])
+            caps = np.array([max(v.capacity, 1.0) for v in merch])
+            w = caps * (prices / prices.min()) ** -3.0
+            w = w / w.sum()
+            out += [(v, rest * wi) for v, wi in zip(merch, w, strict=True)]
+        elif rest > 0 and cv is not None:
+            out.append((cv, rest))
+        return out
+
+    def pay_or_borrow(self, payee, amount: float, kind: str) -> None:
+        """Pay ``amount``, borrowing from lenders first if cash is short (a recorded draw on credit)."""
+        if amount <= 0:
+            return
+        short = amount - self.cash
+        if short > 0:
+            self.model.ledger.transfer("lenders", self, short, "borrowing")
+            self.debt += short
+        self.model.ledger.transfer(self, payee, amount, kind)
+
+    def settle_costs(self) -> None:
+        """Pay energy, opex and interest; receive parent cash flow; repay debt from surplus (phase 9)."""
+        m, cc = self.model, self.model.cfg.cloud_params
+        if self.other_cashflow > 0:
+            m.ledger.transfer("parent_companies", self, self.other_cashflow, "parent_cashflow")
+        energy = self.power_used * 1000.0 * cc.pue * ec.HOURS_PER_MONTH * m.env.energy_price
+        self.pay_or_borrow("energy", energy, "energy")
+        self.pay_or_borrow("opex", self.online * cc.opex_usd_per_h100e_month, "opex")
+        self.pay_or_borrow("interest", self.debt * self.cost_of_capital / 12.0, "interest")
+        reserve = 3 * (energy + self.online * cc.opex_usd_per_h100e_month)
+        repay = min(self.debt, max(self.cash - reserve, 0.0))
+        if repay > 0:
+            m.ledger.transfer(self, "lenders", repay, "debt_repayment")
+            self.debt -= repay
+
+
+# ---------------------------------------------------------------------------------------------------------
+class Lab(MarketAgent):
+    """An AI lab: raises money, buys compute, splits budget between compute and R&D, trains and serves."""
+
+    type_name = "lab"
+
+    def __init__(self, model, name: str, tier: str, *, efficiency: float, last_run_flop: float,
+                 revenue: float = 0.0, other_funding: float = 0.0, rd_share: float | None = None):
+        super().__init__(model, name, tier)
+        cfg = model.cfg
+        self.tier = tier
+        self.birth = model.t
+        self.exit_month = None
+        self.log_eff = math.log(efficiency)
+        self.best_run_flop = last_run_flop
+        self.best_run_eff_flop = last_run_flop * efficiency
+        self.capability = float(ec.capability(self.best_run_eff_flop, model.g_coef, model.gamma))
+        self.revenue = revenue
+        self.revenue_ewma = revenue
+        self.revenue_hist: list[float] = [revenue]
+        self.other_funding = other_funding
+        self.rd_share = cfg.efficiency.rd_share_init if rd_share is None else rd_share
+        self.spend_rate = 0.0
+        self.rd_spend = 0.0
+        self.run_flop = 0.0
+        self.run_cost = 0.0
+        self.run_start = model.t
+        self.last_run_cost = 0.0
+        self.runs: list[tuple[int, float, float, float]] = []  # (month, physical, effective, cost)
+        self.compute = 0.0
+        self.compute_train = 0.0
+        self.unit_price = model.reference_price()
+        self.desired = 0.0
+        self.request = None
+        self.seeking = False
+        self.ask = 0.0
+        self.exclusive_with = None
+        self.exclusive_until = -1
+        self.equity: dict[str, float] = {}
+        self.insolvent = False
+        self.potential_revenue = 0.0
+        self.spot_bought = 0.0
+        self.spot_paid = 0.0
+        self.spot_eff = 0.0
+
+    def revenue_growth(self) -> float:
+        """Growth of revenue over the last 12 months (0 without history or revenue a year ago)."""
+        h = self.revenue_hist
+        if len(h) < 2 or h[0] <= 0:
+            return 0.0
+        return h[-1] / h[0] - 1.0
+
+    def dilute(self, holder: str, share: float) -> None:
+        """Issue ``share`` of the post-money equity to ``holder``; existing holders are diluted."""
+        for k in self.equity:
+            self.equity[k] *= 1.0 - share
+        self.equity[holder] = self.equity.get(holder, 0.0) + share
+
+    def start_spending(self) -> None:
+        """Set the monthly spend plan from cash and revenue (after birth or a raise)."""
+        cap = self.model.cfg.capital
+        self.spend_rate = max(self.spend_rate, self.revenue_ewma + self.other_funding
+                              + max(self.cash, 0.0) / cap.target_runway_months)
+
+    @property
+    def efficiency(self) -> float:
+        return math.exp(self.log_eff)
+
+    @property
+    def h100e(self) -> float:
+        return self.compute
+
+    @property
+    def capability_index(self) -> float:
+        return self.capability
+
+    @property
+    def efficiency_index(self) -> float:
+        return self.efficiency
+
+    def net_burn(self) -> float:
+        """Planned spend less revenue and parent funding, per month."""
+        return self.spend_rate - self.revenue_ewma - self.other_funding
+
+    def runway(self) -> float:
+        """Months the cash lasts at the planned net burn (capped at 240)."""
+        burn = self.net_burn()
+        return 240.0 if burn <= 0 else min(240.0, max(self.cash, 0.0) / burn)
+
+    def plan(self) -> None:
+        """Set the spend plan, the compute/R&D split and the compute request for this month (phase 5)."""
+        m, cfg = self.model, self.model.cfg
+        cap, eff = cfg.capital, cfg.efficiency
+        self.spend_rate *= cap.spend_growth_annual ** (1 / 12)
+        # Never plan to spend faster than six months of cash plus income allows.
+        ceiling = self.revenue_ewma + self.other_funding + max(self.cash, 0.0) / 6.0
+        self.spend_rate = min(self.spend_rate, ceiling)
+        # Adaptive split: compare marginal capability per dollar of R&D and of training compute.
+        train_spend = (1 - self.rd_share) * self.spend_rate * m.train_fraction_est * cfg.training.run_months
+        mr_c = ec.marginal_compute_return(max(train_spend * cfg.training.final_run_share, 1.0), m.gamma)
+        mr_r = float(ec.marginal_rd_return(self.rd_share * self.spend_rate, m.env.rd_half, eff.g_max, m.gamma,
+                                           eff.rd_horizon_months))
+        self.rd_share = ec.adapt_share(self.rd_share, mr_r, mr_c, eff.adapt_speed, eff.rd_share_min,
+                                       eff.rd_share_max)
+        budget = (1 - self.rd_share) * self.spend_rate
+        price = m.expected_reserved_price(self)
+        self.desired = budget / price
+        contracted_next = m.lab_contracted_next(self)
+        gap = self.desired - contracted_next
+        self.request = None
+        if gap >= cfg.contracting.min_deal_h100e:
+            term = self.choose_term(gap * price)
+            # Prudence: remaining obligations stay within cash plus a year of income.
+            room = self.coverage_room()
+            gap = min(gap, room / (price * term)) if room > 0 else 0.0
+            if gap >= cfg.contracting.min_deal_h100e:
+                self.request = (gap, term)
+        self.seeking = self.runway() < cap.raise_trigger_months
+        if self.seeking:
+            ambition = cap.spend_growth_annual ** (cap.target_runway_months / 24)
+            need = (self.spend_rate * ambition - self.revenue_ewma - self.other_funding) * cap.target_runway_months
+            self.ask = max(need - self.cash, 0.0)
+            self.seeking = self.ask > 0
+
+    def choose_term(self, monthly_value: float) -> int:
+        """Longest contract term whose obligations the lab's cash and revenue cover."""
+        terms = sorted(self.model.cfg.contracting.terms_months)
+        cover = max(self.cash, 0.0) + 12 * self.revenue_ewma + 12 * self.other_funding
+        existing = self.model.lab_obligations(self)
+        for term in reversed(terms):
+            if cover >= existing + monthly_value * min(term, 12):
+                return term
+        return terms[0]
+
+    def coverage_room(self) -> float:
+        """New obligations the lab can take on while covering all of them with cash and a year of income."""
+        cover = max(self.cash, 0.0) + 12 * (self.revenue_ewma + self.other_funding)
+        return self.model.cfg.contracting.prudence * cover - self.model.lab_obligations(self)
+
+    def coverage(self, extra: float = 0.0) -> float:
+        """(cash + a year of revenue and funding) / (remaining obligations + ``extra``)."""
+        owed = self.model.lab_obligations(self) + extra
+        cover = max(self.cash, 0.0) + 12 * (self.revenue_ewma + self.other_funding)
+        return cover / owed if owed > 0 else 1e6
+
+    def grow_efficiency(self, log_frontier: float) -> None:
+        """Own R&D and diffusion from the frontier raise ln(efficiency) (S2)."""
+        eff = self.model.cfg.efficiency
+        self.log_eff += float(ec.efficiency_growth(self.rd_spend, self.model.env.rd_half, eff.g_max))
+        self.log_eff += float(ec.efficiency_diffusion(self.log_eff, log_frontier, eff.diffusion))
+
+    def finish_run_if_due(self) -> None:
+        """Finish the training run when its planned length is reached; capability updates (S1)."""
+        m = self.model
+        if m.t - self.run_start + 1 < m.cfg.training.run_months or self.run_flop <= 0:
+            return
+        eff_flop = self.run_flop * self.efficiency
+        q = float(ec.capability(eff_flop, m.g_coef, m.gamma))
+        self.runs.append((m.t, self.run_flop, eff_flop, self.run_cost))
+        self.last_run_cost = self.run_cost
+        if eff_flop > self.best_run_eff_flop:
+            self.best_run_eff_flop = eff_flop
+        self.best_run_flop = max(self.best_run_flop, self.run_flop)
+        self.capability = max(self.capability, q)
+        m.record_run(self, self.run_flop, eff_flop, self.run_cost)
+        self.run_flop = 0.0
+        self.run_cost = 0.0
+        self.run_start = m.t + 1

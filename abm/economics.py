@@ -1,0 +1,399 @@
+"""The model's economics as small pure functions.
+
+Every rule that turns numbers into numbers lives here, without agents or model state, so that each can be
+tested alone against values derived by hand or from its source. Agents call these functions to decide;
+markets call them over numpy arrays to clear.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+HOURS_PER_MONTH = 730.0
+SECONDS_PER_MONTH = 2.63e6
+H100_DENSE_BF16_FLOPS = 989e12
+
+
+def decaying_growth(x0: float, growth_annual: float, halflife_years: float, months: float) -> float:
+    """Value after ``months`` of a path whose yearly log-growth ln(growth_annual) halves every halflife.
+
+    ln x(t) = ln x0 + ln(g) * H/ln2 * (1 - 2^(-t/H)), t and H in years: growth that starts at g a year
+    and slows (used for end-user demand and foundry capacity).
+    """
+    t = months / 12.0
+    h = halflife_years
+    return float(x0 * math.exp(math.log(growth_annual) * h / math.log(2.0) * (1.0 - 2.0 ** (-t / h))))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S1 capability from compute
+# ---------------------------------------------------------------------------------------------------------
+
+
+def flop_per_h100e_month(mfu: float = 0.4) -> float:
+    """Useful FLOP delivered by one H100-equivalent for one month at model FLOP utilisation ``mfu``.
+
+    989e12 dense BF16 FLOP/s x 2.63e6 s x MFU (MODEL.md, scales and units): about 1.04e21 at MFU 0.4.
+    """
+    return H100_DENSE_BF16_FLOPS * SECONDS_PER_MONTH * mfu
+
+
+def scaling_exponent(alpha: float, beta: float) -> float:
+    """Compute exponent gamma of the compute-optimal reducible loss, gamma = alpha*beta/(alpha+beta).
+
+    Minimising L(N, D) = E + A N^-alpha + B D^-beta subject to C = 6ND gives R(C) = G C^-gamma
+    (Hoffmann et al. 2022; Besiroglu et al. 2024 refit: alpha=0.3478, beta=0.3658, gamma=0.178).
+    """
+    return alpha * beta / (alpha + beta)
+
+
+def scaling_coefficient(a_coef: float, b_coef: float, alpha: float, beta: float) -> float:
+    """Coefficient G of R(C) = G C^-gamma on the compute-optimal frontier, derived from A, B, alpha, beta.
+
+    With N* = K (C/6)^(beta/(alpha+beta)), D* = (C/6)/N*, K = (alpha A / (beta B))^(1/(alpha+beta)),
+    R(C) = (A K^-alpha + B K^beta) (C/6)^-gamma, so G = (A K^-alpha + B K^beta) 6^gamma.
+    """
+    k = (alpha * a_coef / (beta * b_coef)) ** (1.0 / (alpha + beta))
+    gamma = scaling_exponent(alpha, beta)
+    return (a_coef * k ** (-alpha) + b_coef * k**beta) * 6.0**gamma
+
+
+def reducible_loss(effective_flop, g_coef: float, gamma: float):
+    """Reducible loss R = G C^-gamma of a compute-optimal model trained with ``effective_flop``."""
+    return g_coef * np.power(effective_flop, -gamma)
+
+
+def capability(effective_flop, g_coef: float, gamma: float):
+    """Capability index q = -ln R(C): each factor x of effective compute adds gamma*ln(x).
+
+    A monotone transform of the reducible loss; linear in ln C, so every doubling of capability costs
+    exponentially more compute (diminishing returns per dollar).
+    """
+    return -np.log(reducible_loss(np.maximum(effective_flop, 1.0), g_coef, gamma))
+
+
+def effective_flop_for_capability(q, g_coef: float, gamma: float):
+    """Inverse of :func:`capability`: effective FLOP needed to reach capability ``q``."""
+    return np.exp((np.asarray(q, dtype=float) + math.log(g_coef)) / gamma)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S2 algorithmic efficiency
+# ---------------------------------------------------------------------------------------------------------
+
+
+def efficiency_growth(rd_spend, rd_half: float, g_max: float):
+    """Monthly growth of ln(efficiency) from own R&D: g_max * rd/(rd + rd_half) (saturating).
+
+    Calibrated so that a frontier lab's R&D budget yields the frontier doubling time of about 8 months
+    (Ho et al. 2024): ln 2 / 8 = 0.087 per month.
+    """
+    rd = np.maximum(np.asarray(rd_spend, dtype=float), 0.0)
+    return g_max * rd / (rd + rd_half)
+
+
+def efficiency_diffusion(log_eff, log_frontier: float, rate: float):
+    """Catch-up of ln(efficiency) toward the frontier: rate * (ln e_front - ln e_i), never negative."""
+    return rate * np.maximum(log_frontier - np.asarray(log_eff, dtype=float), 0.0)
+
+
+def marginal_rd_return(rd_spend, rd_half: float, g_max: float, gamma: float, horizon: float):
+    """Capability per extra dollar of R&D: gamma * d(growth)/d(rd) * months the gain is used."""
+    rd = np.maximum(np.asarray(rd_spend, dtype=float), 0.0)
+    return gamma * g_max * rd_half / (rd + rd_half) ** 2 * horizon
+
+
+def marginal_compute_return(train_spend, gamma: float):
+    """Capability per extra dollar of training compute: d(gamma ln C)/d$ = gamma / spend."""
+    return gamma / np.maximum(np.asarray(train_spend, dtype=float), 1.0)
+
+
+def adapt_share(share: float, mr_rd: float, mr_compute: float, speed: float, lo: float, hi: float) -> float:
+    """Move the R&D share of budget toward the use with the higher observed marginal return.
+
+    share' = share * (mr_rd / mr_compute)^speed, clipped to [lo, hi]: a multiplicative step of the
+    log ratio, so the split settles where marginal returns are equal.
+    """
+    if mr_rd <= 0 or mr_compute <= 0:
+        return float(min(max(share, lo), hi))
+    step = speed * math.log(mr_rd / mr_compute)
+    step = max(-0.2, min(0.2, step))
+    return float(min(max(share * math.exp(step), lo), hi))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S3 product market
+# ---------------------------------------------------------------------------------------------------------
+
+
+def logit_shares(q, log_price, theta: float, eta: float, u0: float):
+    """Expenditure shares of a logit over capability and price with an outside option.
+
+    s_i = exp(theta q_i - eta ln p_i) / (exp(u0) + sum_j exp(theta q_j - eta ln p_j)). Returns
+    (inside shares, outside share); they sum to one. Computed with a max shift for stability.
+    """
+    v = theta * np.asarray(q, dtype=float) - eta * np.asarray(log_price, dtype=float)
+    if v.size == 0:
+        return v, 1.0
+    m = max(float(v.max()), u0)
+    ev = np.exp(v - m)
+    e0 = math.exp(u0 - m)
+    tot = e0 + ev.sum()
+    return ev / tot, e0 / tot
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S4 chips
+# ---------------------------------------------------------------------------------------------------------
+
+
+def unit_cost(base_cost: float, months_since_start: float, annual_decline: float) -> float:
+    """Production cost per H100e falling at a constant yearly rate (Epoch: about 30%/yr)."""
+    return base_cost * (1.0 - annual_decline) ** (months_since_start / 12.0)
+
+
+def update_markup(markup: float, orders: float, capacity: float, speed: float, lo: float, hi: float) -> float:
+    """Merchant markup responds to excess demand: m' = m * exp(speed * (orders/capacity - 1)), bounded."""
+    if capacity <= 0:
+        return hi
+    ratio = orders / capacity
+    return float(min(max(markup * math.exp(speed * (ratio - 1.0)), lo), hi))
+
+
+def lerner_index(price, cost):
+    """Lerner index (p - c)/p."""
+    price = np.asarray(price, dtype=float)
+    return np.where(price > 0, (price - np.asarray(cost, dtype=float)) / np.where(price > 0, price, 1.0), 0.0)
+
+
+def allocate_supply(capacity: float, orders, rule: str = "pro_rata", order_rank=None):
+    """Allocate ``capacity`` across ``orders``; never more than capacity or than any order.
+
+    rule 'pro_rata': every order gets the same fraction. rule 'priority': orders are served in full in
+    descending size (ties by ``order_rank``) until capacity runs out.
+    """
+    orders = np.maximum(np.asarray(orders, dtype=float), 0.0)
+    total = orders.sum()
+    if total <= capacity or total == 0:
+        return orders.copy()
+    if rule == "pro_rata":
+        return orders * (capacity / total)
+    if rule == "priority":
+        rank = np.zeros(len(orders)) if order_rank is None else np.asarray(order_rank)
+        order = np.lexsort((rank, -orders))
+        filled = np.zeros_like(orders)
+        cum = np.cumsum(orders[order])
+        prev = np.concatenate(([0.0], cum[:-1]))
+        filled[order] = np.clip(capacity - prev, 0.0, orders[order])
+        return filled
+    raise ValueError(f"unknown allocation rule {rule!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S5 clouds: cost
+# ---------------------------------------------------------------------------------------------------------
+
+
+def annuity_factor(rate_annual: float, life_months: int) -> float:
+    """Monthly payment per dollar of capex repaid over ``life_months`` at annual rate ``rate_annual``."""
+    r = (1.0 + rate_annual) ** (1.0 / 12.0) - 1.0
+    if r <= 0:
+        return 1.0 / life_months
+    return r / (1.0 - (1.0 + r) ** (-life_months))
+
+
+def levelized_cost(chip_cost: float, facility_cost: float, rate_annual: float, life_months: int,
+                   kw: float, pue: float, energy_price_kwh: float, opex_month: float) -> float:
+    """Levelized cost per H100e-month: capex annuity + energy + opex (the cloud's floor price).
+
+    chip_cost and facility_cost are $ per H100e; kw is IT power per H100e.
+    """
+    capex = (chip_cost + facility_cost) * annuity_factor(rate_annual, life_months)
+    energy = kw * pue * HOURS_PER_MONTH * energy_price_kwh
+    return capex + energy + opex_month
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S6 contracting
+# ---------------------------------------------------------------------------------------------------------
+
+
+def rubinstein_weight(r_lab, r_cloud):
+    """Lab's bargaining weight from patience: beta_lab = r_cloud / (r_lab + r_cloud) (Rubinstein 1982)."""
+    r_lab = np.asarray(r_lab, dtype=float)
+    return np.asarray(r_cloud, dtype=float) / (r_lab + r_cloud)
+
+
+def nash_price(lab_max, cloud_min, beta_lab):
+    """Nash bargaining price between the cloud's reservation ``cloud_min`` and the lab's ``lab_max``.
+
+    The surplus S = lab_max - cloud_min is split by weights: the lab keeps beta_lab * S, so the price is
+    lab_max - beta_lab * S = cloud_min + (1 - beta_lab) S. Where S < 0 there is no deal: NaN.
+    """
+    lab_max = np.asarray(lab_max, dtype=float)
+    cloud_min = np.asarray(cloud_min, dtype=float)
+    surplus = lab_max - cloud_min
+    price = lab_max - np.asarray(beta_lab, dtype=float) * surplus
+    return np.where(surplus >= 0, price, np.nan)
+
+
+def default_probability(coverage, k: float = 2.0):
+    """Probability that a buyer defaults over a contract, from its coverage ratio.
+
+    coverage = (cash + expected 12-month revenue) / (committed plus new obligations). PD = 1/(1+cov^k):
+    one year of cover gives 50%, three years 10%, ten years 1%.
+    """
+    cov = np.maximum(np.asarray(coverage, dtype=float), 0.0)
+    return 1.0 / (1.0 + cov**k)
+
+
+def lab_discount_rate(base_annual: float, runway_months, impatience: float):
+    """A lab's monthly discount rate: its base rate plus impatience that grows as runway shrinks."""
+    runway = np.maximum(np.asarray(runway_months, dtype=float), 0.5)
+    return base_annual / 12.0 + impatience / runway
+
+
+def expected_price_path(current: float, months: int, annual_decline: float) -> float:
+    """Average of a price expected to fall at ``annual_decline`` a year over the next ``months`` months."""
+    if months <= 0:
+        return current
+    t = np.arange(months)
+    return float(current * np.mean((1.0 - annual_decline) ** (t / 12.0)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S7 spot market
+# ---------------------------------------------------------------------------------------------------------
+
+
+def clear_spot_market(bid_price, bid_qty, ask_price, ask_qty):
+    """Uniform-price double auction over bids and asks (sorted arrays; vectorised).
+
+    Bids are ranked by price descending, asks ascending; the cleared volume is the largest Q at which the
+    marginal bid is at least the marginal ask. The price is the midpoint of the marginal bid and ask
+    at the last traded step; inputs need not be sorted. Returns (price, volume, bid_fill, ask_fill);
+    price is NaN and fills are zero when nothing trades.
+    """
+    bp = np.asarray(bid_price, dtype=float)
+    bq = np.maximum(np.asarray(bid_qty, dtype=float), 0.0)
+    ap = np.asarray(ask_price, dtype=float)
+    aq = np.maximum(np.asarray(ask_qty, dtype=float), 0.0)
+    bid_fill = np.zeros_like(bq)
+    ask_fill = np.zeros_like(aq)
+    if bq.sum() <= 0 or aq.sum() <= 0:
+        return float("nan"), 0.0, bid_fill, ask_fill
+    bo = np.argsort(-bp, kind="stable")
+    ao = np.argsort(ap, kind="stable")
+    bcum = np.cumsum(bq[bo])
+    acum = np.cumsum(aq[ao])
+    # Breakpoints of both step curves; at each the marginal bid and ask prices.
+    points = np.unique(np.concatenate(([0.0], bcum, acum)))
+    mids = (points[:-1] + points[1:]) / 2.0
+    mids = mids[mids < min(bcum[-1], acum[-1])]
+    if mids.size == 0:
+        return float("nan"), 0.0, bid_fill, ask_fill
+    bi = np.searchsorted(bcum, mids, side="right")
+    ai = np.searchsorted(acum, mids, side="right")
+    ok = bp[bo][bi] >= ap[ao][ai]
+    if not ok[0]:
+        return float("nan"), 0.0, bid_fill, ask_fill
+    last = int(np.argmin(ok)) - 1 if not ok.all() else len(ok) - 1
+    volume = float(points[last + 1])
+    price = 0.5 * (bp[bo][bi[last]] + ap[ao][ai[last]])
+    bid_fill[bo] = np.clip(volume - np.concatenate(([0.0], bcum[:-1])), 0.0, bq[bo])
+    ask_fill[ao] = np.clip(volume - np.concatenate(([0.0], acum[:-1])), 0.0, aq[ao])
+    return float(price), volume, bid_fill, ask_fill
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S8 capital market
+# ---------------------------------------------------------------------------------------------------------
+
+
+def allocate_capital(funds: float, scores, asks, kappa: float, weight_by_ask: bool = False):
+    """Split investor ``funds`` across seekers in proportion to score^kappa, capped at each one's ask.
+
+    With ``weight_by_ask`` the weights are score^kappa x sqrt(ask): larger rounds draw more money, less than
+    in proportion, tilted toward the better-scored (the model's default).
+
+    kappa > 1 is preferential attachment (the best-scored get more than proportionally). Funds freed by
+    caps are re-offered to the uncapped (water-filling); the total never exceeds ``funds`` or the asks.
+    """
+    scores = np.maximum(np.asarray(scores, dtype=float), 0.0)
+    asks = np.maximum(np.asarray(asks, dtype=float), 0.0)
+    out = np.zeros_like(asks)
+    if funds <= 0 or asks.sum() <= 0:
+        return out
+    w = np.where(asks > 0, scores**kappa * (np.sqrt(asks / asks.max()) if weight_by_ask else 1.0), 0.0)
+    remaining = float(funds)
+    open_ = (asks > 0) & (w > 0)
+    for _ in range(len(asks) + 1):
+        if remaining <= 1e-9 or not open_.any():
+            break
+        share = np.where(open_, w, 0.0)
+        share = share / share.sum()
+        give = np.minimum(share * remaining, asks - out)
+        out += give
+        remaining -= give.sum()
+        open_ = open_ & (asks - out > 1e-9)
+    return out
+
+
+def investor_score(q_gap, revenue_growth, scale: float):
+    """Investors' score of a fundraising lab: exp(-capability gap to the frontier / scale) x (1 + growth)."""
+    return np.exp(-np.maximum(np.asarray(q_gap, dtype=float), 0.0) / scale) * (
+        1.0 + np.clip(np.asarray(revenue_growth, dtype=float), 0.0, 10.0))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S9 entry
+# ---------------------------------------------------------------------------------------------------------
+
+
+def capital_to_reach(q_target: float, efficiency: float, g_coef: float, gamma: float, flop_per_unit: float,
+                     price_per_unit: float, compute_share: float) -> float:
+    """Capital needed to train a model of capability ``q_target`` (S9 entry barrier).
+
+    Effective FLOP for the target, divided by the entrant's efficiency, gives physical FLOP; at
+    ``flop_per_unit`` FLOP per H100e-month and ``price_per_unit`` $ per H100e-month that is the compute
+    bill; divided by the share of the budget that goes to compute it is the whole budget.
+    """
+    eff_flop = float(effective_flop_for_capability(q_target, g_coef, gamma))
+    phys = eff_flop / max(efficiency, 1e-12)
+    return phys / flop_per_unit * price_per_unit / max(compute_share, 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------------------------
+
+
+def hhi(values) -> float:
+    """Herfindahl-Hirschman index in points (0-10,000) of non-negative sizes; 0 when all are zero."""
+    v = np.maximum(np.asarray(values, dtype=float), 0.0)
+    tot = v.sum()
+    if tot <= 0:
+        return 0.0
+    s = v / tot
+    return float(10_000.0 * np.sum(s * s))
+
+
+def top_share(values, k: int = 3) -> float:
+    """Share (0-1) of the ``k`` largest values in the total; 0 when the total is zero."""
+    v = np.maximum(np.asarray(values, dtype=float), 0.0)
+    tot = v.sum()
+    if tot <= 0:
+        return 0.0
+    return float(np.sort(v)[::-1][:k].sum() / tot)
+
+
+def gini(values) -> float:
+    """Gini coefficient (0 equal, toward 1 concentrated) of non-negative values; 0 when all are zero."""
+    v = np.sort(np.maximum(np.asarray(values, dtype=float), 0.0))
+    n = v.size
+    if n == 0 or v.sum() <= 0:
+        return 0.0
+    i = np.arange(1, n + 1)
+    return float((2.0 * np.sum(i * v) / (n * v.sum())) - (n + 1.0) / n)

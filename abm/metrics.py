@@ -1,0 +1,119 @@
+"""Monthly model-level metrics, computed from arrays of the current state (one row of timeseries.csv)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import economics as ec
+
+COLUMNS = [
+    "month", "step", "labs_active", "lab_entries", "lab_exits", "lab_hhi_compute", "lab_hhi_revenue",
+    "lab_hhi_capital", "lab_top3_share_compute", "lab_gini_capital", "frontier_capability",
+    "median_capability", "frontier_training_flop", "frontier_effective_flop", "frontier_run_cost_usd",
+    "entry_barrier_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
+    "small_lab_survival_24m", "cloud_hhi_capacity", "cloud_utilization", "installed_h100e", "installed_gw",
+    "capex_usd", "spot_price_usd_per_h100e_hour", "reserved_price_usd_per_h100e_hour", "cloud_backlog_usd",
+    "cloud_revenue_usd", "vendor_hhi_shipments", "captive_share_shipments", "vendor_lerner",
+    "chip_price_usd_per_h100e", "end_user_demand_usd", "lab_revenue_usd", "investor_inflow_usd",
+]
+# Columns that are empty (NaN in memory) when undefined, as documented in the README.
+NULLABLE = {"reserved_price_usd_per_h100e_hour", "small_lab_survival_24m"}
+
+
+def efficiency_share(hist: list[tuple[float, float]], window: int = 12) -> float:
+    """Share of the frontier's effective-compute growth over ``window`` months due to efficiency.
+
+    ``hist`` holds (ln physical FLOP of the best run, ln frontier efficiency) per month. The share is
+    d ln e / (d ln e + max(d ln C_phys, 0)) over the window; 0 when there was no growth at all.
+    """
+    if len(hist) < 2:
+        return 0.0
+    k = min(window, len(hist) - 1)
+    d_phys = max(hist[-1][0] - hist[-1 - k][0], 0.0)
+    d_eff = max(hist[-1][1] - hist[-1 - k][1], 0.0)
+    tot = d_phys + d_eff
+    return d_eff / tot if tot > 0 else 0.0
+
+
+def survival_24m(labs, t: int) -> float:
+    """Of labs born small that are at least 24 months old, the share alive at age 24 (NaN if none)."""
+    born = [lab for lab in labs if lab.tier == "small" and t - lab.birth >= 24]
+    if not born:
+        return float("nan")
+    ok = sum(1 for lab in born if lab.exit_month is None or lab.exit_month - lab.birth >= 24)
+    return ok / len(born)
+
+
+def collect_row(m) -> dict:
+    """All timeseries columns for the month that just ended."""
+    from .model import month_label
+
+    labs = m.alive_labs()
+    t = m.t
+    compute = np.array([lab.compute for lab in labs])
+    revenue = np.array([lab.revenue for lab in labs])
+    capital = np.array([lab.capital_raised for lab in labs])
+    caps = np.array([lab.capability for lab in labs])
+    online = np.array([c.online for c in m.clouds])
+    delivered = np.array([c.delivered for c in m.clouds])
+    # Frontier run cost: cost of the largest run completed in the last 12 months.
+    recent = [r for r in m.runs_log if t - r["step"] < 12]
+    run_cost = max(recent, key=lambda r: r["physical_flop"])["cost_usd"] if recent else 0.0
+    front = max(labs, key=lambda lab: lab.capability) if labs else None
+    if front is not None:
+        cost = front.last_run_cost or (front.compute_train * front.unit_price * m.cfg.training.run_months
+                                       * m.cfg.training.final_run_share)
+        mcpu = float(ec.marginal_compute_return(max(cost, 1.0), m.gamma))
+    else:
+        mcpu = 0.0
+    ship = np.sum(m.shipments_hist[-12:], axis=0) if m.shipments_hist else np.zeros(len(m.vendors))
+    captive = np.array([v.kind == "captive" for v in m.vendors])
+    ship_now = m.shipments_hist[-1] if m.shipments_hist else np.zeros(len(m.vendors))
+    prices = np.array([v.price for v in m.vendors])
+    costs = np.array([v.unit_cost for v in m.vendors])
+    w = ship_now if ship_now.sum() > 0 else np.array([v.capacity for v in m.vendors])
+    lerner = float(np.dot(w, ec.lerner_index(prices, costs)) / w.sum()) if w.sum() > 0 else 0.0
+    chip_price = m.chip_spend_month / m.chip_units_month if m.chip_units_month > 0 else \
+        (float(np.dot(w, prices) / w.sum()) if w.sum() > 0 else 0.0)
+    rows = m.book.active_capacity_rows()
+    backlog = float(m.book.remaining_value(t + 1, rows).sum()) if rows.size else 0.0
+    return {
+        "month": month_label(m.cfg.run.start, t),
+        "step": t,
+        "labs_active": len(labs),
+        "lab_entries": m.entries,
+        "lab_exits": m.exits,
+        "lab_hhi_compute": ec.hhi(compute),
+        "lab_hhi_revenue": ec.hhi(revenue),
+        "lab_hhi_capital": ec.hhi(capital),
+        "lab_top3_share_compute": ec.top_share(compute, 3),
+        "lab_gini_capital": ec.gini(capital),
+        "frontier_capability": float(caps.max()) if caps.size else 0.0,
+        "median_capability": float(np.median(caps)) if caps.size else 0.0,
+        "frontier_training_flop": max(lab.best_run_flop for lab in m.labs),
+        "frontier_effective_flop": max(lab.best_run_eff_flop for lab in m.labs),
+        "frontier_run_cost_usd": float(run_cost),
+        "entry_barrier_usd": float(m.entry_barrier),
+        "marginal_capability_per_usd": mcpu,
+        "efficiency_share_of_progress": efficiency_share(m.frontier_hist),
+        "small_lab_survival_24m": survival_24m(m.labs, t),
+        "cloud_hhi_capacity": ec.hhi(online),
+        "cloud_utilization": float(delivered.sum() / online.sum()) if online.sum() > 0 else 0.0,
+        "installed_h100e": float(online.sum()),
+        "installed_gw": float(sum(c.power_used for c in m.clouds) / 1000.0),
+        "capex_usd": float(m.capex_month),
+        "spot_price_usd_per_h100e_hour": m.spot_price / ec.HOURS_PER_MONTH,
+        "reserved_price_usd_per_h100e_hour": m.reserved_price_month / ec.HOURS_PER_MONTH
+        if math.isfinite(m.reserved_price_month) else float("nan"),
+        "cloud_backlog_usd": backlog,
+        "cloud_revenue_usd": float(m.cloud_revenue_month),
+        "vendor_hhi_shipments": ec.hhi(ship),
+        "captive_share_shipments": float(ship[captive].sum() / ship.sum()) if ship.sum() > 0 else 0.0,
+        "vendor_lerner": lerner,
+        "chip_price_usd_per_h100e": float(chip_price),
+        "end_user_demand_usd": float(m.env.demand),
+        "lab_revenue_usd": float(revenue.sum()),
+        "investor_inflow_usd": float(m.inflow_month),
+    }

@@ -1,0 +1,545 @@
+"""The typed scenario schema: every parameter of the model with its default, unit and source.
+
+A scenario is a TOML file validated by these pydantic models. Unknown keys are errors (with the nearest
+valid key suggested); every numeric field has bounds. ``load_scenario`` resolves a name in ``scenarios/``
+or a path, applies ``extends`` and ``--set`` overrides, and returns a validated :class:`Scenario`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """A user mistake in a scenario or override: the message is one line naming the field and the rule."""
+
+
+def _f(default, unit: str, source: str, **bounds):
+    return Field(default, description=f"[{unit}] {source}", **bounds)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+class RunCfg(_Section):
+    start: Month = _f("2024-01", "YYYY-MM", "MODEL.md default start")
+    months: int = _f(120, "months", "MODEL.md default horizon", ge=1, le=600)
+    seed: int = _f(1, "-", "master seed of the run", ge=0)
+
+
+class ScalingCfg(_Section):
+    E: float = _f(1.8172, "nats/token", "Besiroglu et al. 2024 refit of Chinchilla", gt=0)
+    A: float = _f(482.01, "-", "Besiroglu et al. 2024", gt=0)
+    B: float = _f(2085.43, "-", "Besiroglu et al. 2024", gt=0)
+    alpha: float = _f(0.3478, "-", "Besiroglu et al. 2024", gt=0, lt=2)
+    beta: float = _f(0.3658, "-", "Besiroglu et al. 2024", gt=0, lt=2)
+    gamma: float | None = _f(None, "-", "override of alpha*beta/(alpha+beta) = 0.178", gt=0, lt=2)
+    mfu: float = _f(0.4, "-", "MODEL.md: model FLOP utilisation", gt=0, le=1)
+
+
+class EfficiencyCfg(_Section):
+    g_max: float = _f(0.12, "ln/month", "cap on own-R&D efficiency growth; with rd_half gives ~8-month "
+                      "frontier doubling (Ho et al. 2024)", ge=0, le=1)
+    rd_half_usd: float = _f(1.5e8, "$/month", "R&D spend giving half of g_max (calibrated)", gt=0)
+    diffusion: float = _f(0.05, "1/month", "share of the gap to the frontier closed each month", ge=0, le=1)
+    exit_diffusion: float = _f(0.2, "-", "share of an exiting lab's efficiency lead passed to others", ge=0, le=1)
+    rd_share_init: float = _f(0.35, "-", "Cottier et al. 2024: staff 29-49% of cost", ge=0, le=1)
+    rd_share_min: float = _f(0.1, "-", "bound on the adaptive R&D share", ge=0, le=1)
+    rd_share_max: float = _f(0.7, "-", "bound on the adaptive R&D share", ge=0, le=1)
+    adapt_speed: float = _f(0.1, "-", "step of the R&D share toward the higher marginal return", ge=0, le=1)
+    rd_cost_growth_annual: float = _f(2.0, "x/yr", "growth of rd_half: ideas get harder to find (Bloom et al. "
+                                      "2020); ~frontier R&D budget growth, so that the frontier keeps its "
+                                      "8-month doubling", gt=0)
+    rd_horizon_months: float = _f(24.0, "months", "months an efficiency gain is used when weighing R&D", gt=0)
+    inference_gain: bool = _f(True, "-", "efficiency also lowers serving compute (MODEL.md S2)")
+
+
+class DemandCfg(_Section):
+    initial_usd_month: float = _f(6e8, "$/month", "end-user AI spend 2024-01, calibrated to lab revenue "
+                                  "run-rates (Epoch AI companies data)", gt=0)
+    growth_annual: float = _f(2.5, "x/yr", "MODEL.md: about 2.5x a year", gt=0)
+    growth_halflife_years: float = _f(4.0, "years", "half-life of the log growth rate (slowing)", gt=0)
+    theta: float = _f(3.0, "1/capability", "logit weight of capability", ge=0)
+    eta: float = _f(1.5, "-", "logit price elasticity", ge=0)
+    outside_utility: float = _f(-4.0, "-", "utility of the outside option relative to the frontier lab", ge=-50,
+                                le=50)
+    markup: float = _f(2.0, "x", "price over serving cost (gross margin ~50%)", ge=1)
+
+
+class ChipsCfg(_Section):
+    annual_cost_decline: float = _f(0.30, "1/yr", "Epoch ML hardware hub: 30%/yr at fixed performance", ge=0,
+                                    lt=1)
+    foundry_capacity_h100e_month: float = _f(3.0e5, "H100e/month", "Epoch ai-chip-counts: 1.6M H100e sold by "
+                                             "end-2023, 6.5M by end-2024", gt=0)
+    foundry_growth_annual: float = _f(2.0, "x/yr", "Pilz et al. 2025: hardware growth ~2x/yr", gt=0)
+    foundry_growth_halflife_years: float = _f(5.0, "years", "slowing of foundry growth", gt=0)
+    allocation_rule: Literal["pro_rata", "priority"] = _f("pro_rata", "-", "MODEL.md S4 shortage rule")
+    delivery_lag_months: int = _f(4, "months", "MODEL.md S4: 3-6", ge=0, le=24)
+    markup_speed: float = _f(0.15, "-", "response of merchant markup to order book / capacity", ge=0)
+    markup_min: float = _f(0.5, "x", "bounds on merchant markup over cost", ge=0)
+    markup_max: float = _f(4.0, "x", "Nvidia data-centre gross margin ~75% (markup 3x)", ge=0)
+    captive_markup: float = _f(0.1, "x", "captive vendors sell to their owner near cost", ge=0)
+    ecosystem_factor: float = _f(0.85, "-", "MODEL.md S4: labs value captive H100e at 0.85", gt=0, le=1)
+    ecosystem_maturity_months: float = _f(60.0, "months", "months for the captive discount to close half way",
+                                          gt=0)
+    kw_per_h100e: float = _f(1.453, "kW", "Epoch: 1,453 W IT power per H100 all-in", gt=0)
+    energy_efficiency_gain: float = _f(0.25, "1/yr", "fall of kW per H100e for new chips (Epoch: 50%/yr "
+                                       "FLOP/W; damped for all-in power)", ge=0, lt=1)
+    generation_months: int = _f(24, "months", "MODEL.md S4: new generation every 18-30 months", ge=6, le=60)
+    generation_perf_gain: float = _f(2.5, "x", "H100e per chip of a new generation vs the last", ge=1)
+    vendor_capacity_growth_max: float = _f(0.08, "1/month", "max monthly growth of a vendor's capacity", ge=0,
+                                           le=1)
+
+
+class CloudsCfg(_Section):
+    facility_capex_usd_per_mw: float = _f(1.4e7, "$/MW", "non-chip capex; total $35-50B/GW (Bernstein, "
+                                          "Epoch) with chips ~60%", gt=0)
+    pue: float = _f(1.2, "-", "MODEL.md: facility overhead ~1.2 (Epoch: up to 1.4)", ge=1)
+    energy_price_usd_kwh: float = _f(0.08, "$/kWh", "US industrial power price", ge=0)
+    opex_usd_per_h100e_month: float = _f(60.0, "$/H100e-month", "staff, network, maintenance", ge=0)
+    life_months: int = _f(66, "months", "MODEL.md S5: 5-6 year life", ge=12, le=180)
+    build_lead_hyperscaler_months: int = _f(18, "months", "MODEL.md S5: 12-24 months", ge=1, le=60)
+    build_lead_neocloud_months: int = _f(12, "months", "MODEL.md S5: neoclouds faster", ge=1, le=60)
+    leverage_max: float = _f(0.6, "-", "max debt / (fleet value + cash)", ge=0, le=0.95)
+    initial_pipeline_share: float = _f(0.8, "-", "power under construction at start, as a share of power "
+                                       "online, ready over the build lead time (hyperscaler capex 2023-24)", ge=0)
+    capacity_buffer: float = _f(1.15, "x", "planned capacity over forecast demand", ge=1)
+    forecast_months: int = _f(12, "months", "look-ahead of the capacity plan", ge=1, le=60)
+    spot_list_markup: float = _f(1.6, "x", "on-demand list price over floor; reserve of idle spot asks", ge=1)
+
+
+class ContractingCfg(_Section):
+    terms_months: list[int] = _f([12, 36], "months", "MODEL.md S6: 1-year and 3-year contracts")
+    lgd: float = _f(0.6, "-", "cloud's loss given a lab default", ge=0, le=1)
+    risk_k: float = _f(2.0, "-", "curvature of default probability in coverage", gt=0)
+    lab_base_rate_annual: float = _f(0.12, "1/yr", "a lab's base discount rate", ge=0)
+    lab_impatience: float = _f(0.1, "-", "impatience per month of short runway", ge=0)
+    prudence: float = _f(0.6, "-", "share of cash plus a year of income a lab lets its remaining contract "
+                         "obligations reach", gt=0, le=2)
+    min_deal_h100e: float = _f(50.0, "H100e", "smallest reserved contract a cloud signs", ge=0)
+    spot_risk_premium: float = _f(0.25, "-", "premium a lab would pay to avoid spot availability risk", ge=0)
+    forward_price_decline: float = _f(0.25, "1/yr", "expected fall of spot prices (chip cost decline)", ge=0,
+                                      lt=1)
+
+
+class TrainingCfg(_Section):
+    run_months: int = _f(6, "months", "length of a lab's training run", ge=1, le=36)
+    final_run_share: float = _f(0.1, "-", "share of training compute in the final run (rest: experiments); "
+                                "calibrated to Epoch's largest runs 2024 (~5e25-1e26 FLOP)", gt=0, le=1)
+    wind_down_cash_usd: float = _f(2.0e6, "$", "a lab with less cash, no compute and no income winds down", ge=0)
+
+
+class CapitalCfg(_Section):
+    inflow_usd_month: float = _f(2.5e9, "$/month", "venture and strategic inflow to AI labs 2024", ge=0)
+    inflow_growth_annual: float = _f(1.6, "x/yr", "initial growth of investor inflow", gt=0)
+    inflow_growth_halflife_years: float = _f(3.0, "years", "half-life of the inflow's log growth", gt=0)
+    sentiment_elasticity: float = _f(0.5, "-", "inflow response to sector revenue growth vs plan", ge=0)
+    kappa: float = _f(1.5, "-", "MODEL.md S8: preferential attachment exponent", ge=0, le=10)
+    score_scale: float = _f(0.25, "capability", "capability gap that divides the score by e", gt=0)
+    revenue_multiple: float = _f(25.0, "x", "valuation / annualised revenue", gt=0)
+    target_runway_months: float = _f(24.0, "months", "runway a lab raises for", gt=0)
+    raise_trigger_months: float = _f(12.0, "months", "runway below which a lab seeks funds", gt=0)
+    spend_growth_annual: float = _f(2.4, "x/yr", "Cottier et al.: frontier cost growth 2.4x/yr, a lab's "
+                                    "ambition for its spend", gt=0)
+    dry_powder_outflow: float = _f(0.1, "1/month", "share of undeployed investor funds that leave", ge=0, le=1)
+
+
+class EntryCfg(_Section):
+    rate_per_month: float = _f(0.5, "1/month", "Poisson rate of potential entrants at base sentiment", ge=0)
+    seed_capital_median_usd: float = _f(1.0e8, "$", "median seed round of a new lab", gt=0)
+    seed_capital_sigma: float = _f(1.0, "-", "lognormal sigma of seed capital", ge=0)
+    efficiency_fraction_lo: float = _f(0.3, "-", "starting efficiency as a fraction of the frontier's", gt=0,
+                                       le=1)
+    efficiency_fraction_hi: float = _f(0.9, "-", "", gt=0, le=1)
+    planning_horizon_months: int = _f(24, "months", "horizon to reach a viable capability", ge=1)
+    viable_gap: float = _f(0.6, "capability", "viable = within this gap of the frontier", ge=0)
+    reach_multiple: float = _f(4.0, "x", "capital an entrant can raise in follow-ons, x seed", ge=1)
+
+
+class BackgroundCfg(_Section):
+    volume_h100e: float = _f(6.0e5, "H100e", "non-lab AI compute demand (enterprise, inference at others), "
+                             "at the reference price", ge=0)
+    growth_annual: float = _f(1.6, "x/yr", "growth of background demand at the reference price", gt=0)
+    elasticity: float = _f(1.2, "-", "price elasticity of background demand", gt=0)
+    reference_price_usd_hour: float = _f(2.5, "$/H100e-hour", "Epoch: H100 spot $2-4/h in 2024", gt=0)
+    price_decline_annual: float = _f(0.25, "1/yr", "fall of what background buyers pay per H100e as newer "
+                                     "chips make an H100e worth less (Epoch: 30%/yr cost decline)", ge=0, lt=1)
+
+
+class PolicyCfg(_Section):
+    exclusivity_allowed: bool = _f(True, "-", "antitrust: may equity-for-compute deals be exclusive")
+    equity_for_compute_allowed: bool = _f(True, "-", "antitrust: may clouds take equity for compute")
+    max_lab_share_of_cloud: float = _f(1.0, "-", "antitrust: cap on one lab's share of a cloud's capacity",
+                                       gt=0, le=1)
+    equity_deal_min_cash_usd: float = _f(2.0e10, "$", "cash a cloud needs to make an equity-for-compute "
+                                         "offer", ge=0)
+    equity_deal_share_of_cash: float = _f(0.05, "-", "share of a cloud's cash in one equity offer", ge=0, le=1)
+    equity_commit_multiple: float = _f(1.0, "x", "committed spend per dollar of equity", gt=0)
+
+
+class VendorSpec(_Section):
+    name: str
+    kind: Literal["merchant", "captive"]
+    owner: str | None = _f(None, "-", "cloud that owns a captive vendor")
+    capacity_h100e_month: float = _f(..., "H100e/month", "production capacity", ge=0)
+    foundry_share: float = _f(..., "-", "share of foundry capacity it can book", ge=0, le=1)
+    base_cost_usd_per_h100e: float = _f(8000.0, "$/H100e", "cost of an H100e: price $33.8k (Epoch) at a "
+                                        "~75% margin", gt=0)
+    markup: float = _f(3.0, "x", "initial markup over cost", ge=0)
+    gen_lag_months: int = _f(0, "months", "performance lag: its generations arrive this much later than "
+                             "the schedule", ge=0, le=60)
+    cash_usd: float = _f(0.0, "$", "", ge=0)
+
+
+class CloudSpec(_Section):
+    name: str
+    kind: Literal["hyperscaler", "neocloud"]
+    cash_usd: float = _f(..., "$", "", ge=0)
+    debt_usd: float = _f(0.0, "$", "", ge=0)
+    cost_of_capital: float = _f(0.08, "1/yr", "hyperscalers ~7-9%, neoclouds 11-15%", gt=0, lt=1)
+    fleet_h100e: float = _f(..., "H100e", "installed AI compute 2024-01", ge=0)
+    captive_share: float = _f(0.0, "-", "share of the initial fleet on captive chips", ge=0, le=1)
+    power_mw: float = _f(..., "MW", "IT power online 2024-01", ge=0)
+    other_cashflow_usd_month: float = _f(0.0, "$/month", "operating cash flow from the rest of the business",
+                                         ge=0)
+
+
+class ContractSpec(_Section):
+    cloud: str
+    h100e: float = Field(..., gt=0)
+    price_usd_hour: float = Field(..., gt=0)
+    months_left: int = Field(..., ge=1, le=240)
+
+
+class LabSpec(_Section):
+    name: str
+    tier: Literal["frontier", "mid", "small"]
+    cash_usd: float = _f(..., "$", "", ge=0)
+    capital_raised_usd: float = _f(0.0, "$", "", ge=0)
+    efficiency: float = _f(1.0, "x", "algorithmic efficiency relative to the 2024 frontier", gt=0)
+    last_run_flop: float = _f(1e23, "FLOP", "physical FLOP of its best model so far (Epoch large-scale "
+                              "models)", gt=0)
+    revenue_usd_month: float = _f(0.0, "$/month", "Epoch AI companies data", ge=0)
+    other_funding_usd_month: float = _f(0.0, "$/month", "funding from a parent company", ge=0)
+    rd_share: float | None = _f(None, "-", "initial R&D share (default efficiency.rd_share_init)", ge=0, le=1)
+    contracts: list[ContractSpec] = Field(default_factory=list)
+
+
+class GeneratedLabs(_Section):
+    n: int = _f(20, "labs", "small and mid labs drawn at start", ge=0, le=100_000)
+    cash_median_usd: float = _f(2.0e8, "$", "", gt=0)
+    cash_sigma: float = _f(1.0, "-", "", ge=0)
+    mid_threshold_usd: float = _f(1.0e9, "$", "labs born with more cash are 'mid', else 'small'", gt=0)
+    efficiency_lo: float = _f(0.3, "x", "", gt=0)
+    efficiency_hi: float = _f(0.9, "x", "", gt=0)
+    last_run_flop_median: float = _f(3e23, "FLOP", "Epoch large-scale models 2023", gt=0)
+
+
+class Event(_Section):
+    month: Month
+    type: Literal["mega_deal", "set"]
+    # mega_deal
+    lab: str | None = None
+    cloud: str | None = None
+    value_usd: float | None = Field(None, gt=0)
+    term_months: int | None = Field(None, ge=1, le=360)
+    gw: float | None = Field(None, gt=0)
+    chip_kind: Literal["merchant", "captive"] | None = None
+    exclusive: bool = False
+    ramp_months: int = Field(36, ge=0, le=240)
+    # set
+    key: str | None = None
+    value: float | bool | str | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.type == "mega_deal":
+            missing = [k for k in ("lab", "cloud", "value_usd", "term_months", "gw", "chip_kind")
+                       if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"mega_deal needs {', '.join(missing)}")
+        if self.type == "set" and (self.key is None or self.value is None):
+            raise ValueError("set needs key and value")
+        return self
+
+
+class Scenario(_Section):
+    name: str = "custom"
+    description: str = ""
+    extends: str | None = None
+    run: RunCfg = Field(default_factory=RunCfg)
+    scaling: ScalingCfg = Field(default_factory=ScalingCfg)
+    efficiency: EfficiencyCfg = Field(default_factory=EfficiencyCfg)
+    demand: DemandCfg = Field(default_factory=DemandCfg)
+    chips: ChipsCfg = Field(default_factory=ChipsCfg)
+    cloud_params: CloudsCfg = Field(default_factory=CloudsCfg)
+    contracting: ContractingCfg = Field(default_factory=ContractingCfg)
+    training: TrainingCfg = Field(default_factory=TrainingCfg)
+    capital: CapitalCfg = Field(default_factory=CapitalCfg)
+    entry: EntryCfg = Field(default_factory=EntryCfg)
+    background: BackgroundCfg = Field(default_factory=BackgroundCfg)
+    policy: PolicyCfg = Field(default_factory=PolicyCfg)
+    vendors: list[VendorSpec] = Field(default_factory=list)
+    clouds: list[CloudSpec] = Field(default_factory=list)
+    labs: list[LabSpec] = Field(default_factory=list)
+    generated_labs: GeneratedLabs = Field(default_factory=GeneratedLabs)
+    events: list[Event] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @model_validator(mode="after")
+    def _cross_check(self):
+        clouds = {c.name for c in self.clouds}
+        if len(clouds) != len(self.clouds):
+            raise ValueError("cloud names must be unique")
+        labs = {lab.name for lab in self.labs}
+        for v in self.vendors:
+            if v.kind == "captive" and v.owner not in clouds:
+                raise ValueError(f"captive vendor {v.name!r} needs an owner among clouds {sorted(clouds)}")
+        for lab in self.labs:
+            for c in lab.contracts:
+                if c.cloud not in clouds:
+                    raise ValueError(f"lab {lab.name!r} has a contract with unknown cloud {c.cloud!r}")
+        for e in self.events:
+            if e.type == "mega_deal":
+                if e.cloud not in clouds:
+                    raise ValueError(f"mega_deal cloud {e.cloud!r} is not one of {sorted(clouds)}")
+                if e.lab not in labs:
+                    raise ValueError(f"mega_deal lab {e.lab!r} is not one of the named labs")
+        if not self.clouds:
+            raise ValueError("a scenario needs at least one cloud")
+        if not any(v.kind == "merchant" for v in self.vendors):
+            raise ValueError("a scenario needs at least one merchant vendor")
+        return self
+
+    @property
+    def gamma(self) -> float:
+        s = self.scaling
+        return s.gamma if s.gamma is not None else s.alpha * s.beta / (s.alpha + s.beta)
+
+
+# --------------------------------------------------------------------------------------------------------
+# loading, overrides and error messages
+# --------------------------------------------------------------------------------------------------------
+
+
+def _valid_keys(model_cls, prefix: str = "") -> list[str]:
+    keys = []
+    for name, f in model_cls.model_fields.items():
+        key = f.alias or name
+        keys.append(prefix + key)
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_valid_keys(ann, prefix + key + "."))
+    return keys
+
+
+def _model_at(loc) -> type[BaseModel] | None:
+    """The pydantic model class that holds the field at ``loc`` (list indices skipped)."""
+    cls: Any = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        f = cls.model_fields.get(str(part))
+        if f is None:
+            return None
+        ann = f.annotation
+        args = getattr(ann, "__args__", ())
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cls = ann
+        elif args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+            cls = args[0]
+        else:
+            return None
+    return cls
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"])
+    if e["type"] == "extra_forbidden":
+        bad = str(e["loc"][-1])
+        cls = _model_at(e["loc"][:-1])
+        candidates = sorted(cls.model_fields) if cls else []
+        near = difflib.get_close_matches(bad, candidates, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; allowed: {', '.join(candidates)}"
+        return f"{source}: unknown key {loc!r}{hint}"
+    given = e.get("input")
+    given_s = repr(given) if not isinstance(given, dict | list) else type(given).__name__
+    msg = e["msg"].replace("Value error, ", "")
+    return f"{source}: {loc or '(top level)'}: {msg} (given {given_s})"
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """The file of a scenario given by name (in ``scenarios/``) or by path; ScenarioError if missing."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
+        if not p.is_file():
+            raise ScenarioError(f"{p}: scenario file not found")
+        return p
+    cand = SCENARIO_DIR / f"{name_or_path}.toml"
+    if not cand.is_file():
+        names = available_scenarios()
+        near = difflib.get_close_matches(str(name_or_path), names, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; available: {', '.join(names)}{hint}")
+    return cand
+
+
+def available_scenarios() -> list[str]:
+    """Names of the scenarios shipped in ``scenarios/``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _raw(name_or_path, seen=()) -> tuple[dict, Path]:
+    path = resolve_path(name_or_path)
+    data = _read_toml(path)
+    parent = data.get("extends")
+    if parent:
+        if not isinstance(parent, str):
+            raise ScenarioError(f"{path}: extends must be a scenario name (given {parent!r})")
+        if parent in seen:
+            raise ScenarioError(f"{path}: extends cycle through {parent!r}")
+        base, _ = _raw(parent, (*seen, parent))
+        base.pop("description", None)
+        events = base.get("events", []) + data.get("events", [])
+        data = _deep_merge(base, {k: v for k, v in data.items() if k != "events"})
+        if events:
+            data["events"] = events
+    return data, path
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as a TOML literal (number, bool, string, list); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str] | dict[str, Any] | None, source: str = "--set") -> dict:
+    """Apply ``key.path=value`` overrides to a raw scenario dict; unknown keys get a nearest-key hint."""
+    if not overrides:
+        return data
+    items = overrides.items() if isinstance(overrides, dict) else []
+    if not isinstance(overrides, dict):
+        parsed = []
+        for item in overrides:
+            if "=" not in item:
+                raise ScenarioError(f"{source} {item!r}: expected key.path=value")
+            k, v = item.split("=", 1)
+            parsed.append((k.strip(), parse_value(v.strip())))
+        items = parsed
+    valid = set(_valid_keys(Scenario))
+    data = dict(data)
+    for key, value in items:
+        if key not in valid:
+            near = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ScenarioError(f"{source} {key}: unknown key{hint}")
+        parts = key.split(".")
+        node = data
+        for p in parts[:-1]:
+            node[p] = dict(node.get(p, {}))
+            node = node[p]
+        node[parts[-1]] = value
+    return data
+
+
+def load_scenario(name_or_path: str | Path = "baseline", overrides=None, seed: int | None = None,
+                  months: int | None = None) -> Scenario:
+    """Load, extend, override and validate a scenario; raises ScenarioError with a one-line message."""
+    if isinstance(name_or_path, Scenario):
+        data, source = name_or_path.model_dump(by_alias=True), "scenario"
+    else:
+        data, path = _raw(name_or_path)
+        source = str(path)
+        data.setdefault("name", path.stem)
+    data = apply_overrides(data, overrides)
+    if seed is not None:
+        data = apply_overrides(data, {"run.seed": seed}, "--seed")
+    if months is not None:
+        data = apply_overrides(data, {"run.months": months}, "--months")
+    return validate(data, source)
+
+
+def validate(data: dict, source: str = "scenario") -> Scenario:
+    """Validate a raw dict into a Scenario, turning pydantic's report into one ScenarioError line."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(_format_error(err, source)) from None
+
+
+def to_toml(scn: Scenario) -> str:
+    """Serialise a resolved scenario to TOML that :func:`load_scenario` reads back to the same object."""
+    data = scn.model_dump(by_alias=True, exclude_none=True)
+    data.pop("extends", None)
+    return _dump_toml(data)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(type(v))
+
+
+def _dump_toml(data: dict) -> str:
+    lines = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)
+               and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+    for k, v in scalars.items():
+        lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            for kk, vv in v.items():
+                lines.append(f"{kk} = {_toml_value(vv)}")
+    for k, v in data.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                lines.append(f"\n[[{k}]]")
+                for kk, vv in item.items():
+                    lines.append(f"{kk} = {_toml_value(vv)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,326 @@
+"""Tests of abm.economics against hand derivations, published values and invariants a bug would break."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from abm import economics as ec
+
+# Besiroglu et al. (2024) refit of Chinchilla: L = E + A N^-alpha + B D^-beta, E = 1.8172.
+A_COEF, B_COEF, ALPHA, BETA = 482.01, 2085.43, 0.3478, 0.3658
+GAMMA = ec.scaling_exponent(ALPHA, BETA)
+G_COEF = ec.scaling_coefficient(A_COEF, B_COEF, ALPHA, BETA)
+
+finite = dict(allow_nan=False, allow_infinity=False)
+qty = st.floats(0.0, 100.0, **finite)
+price = st.floats(0.0, 100.0, **finite)
+
+
+# --------------------------------------------------------------------------------------------- S1 scaling
+
+
+def test_scaling_exponent_besiroglu():
+    """gamma = alpha*beta/(alpha+beta) = 0.3478*0.3658/0.7136 = 0.17829 (Besiroglu et al. 2024)."""
+    assert GAMMA == pytest.approx(0.3478 * 0.3658 / 0.7136, rel=1e-12)
+    assert GAMMA == pytest.approx(0.1783, abs=5e-5)
+
+
+def _min_loss_over_n(c: float) -> float:
+    """Minimum over N of A N^-alpha + B (C/6N)^-beta by golden-section search in ln N (convex there)."""
+    def f(x):
+        return A_COEF * math.exp(-ALPHA * x) + B_COEF * math.exp(-BETA * (math.log(c / 6.0) - x))
+    lo, hi = 0.0, math.log(c / 6.0)
+    phi = (math.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(200):
+        x1, x2 = hi - phi * (hi - lo), lo + phi * (hi - lo)
+        if f(x1) < f(x2):
+            hi = x2
+        else:
+            lo = x1
+    return f(0.5 * (lo + hi))
+
+
+@pytest.mark.parametrize("c", [1e21, 1e24, 1e27])
+def test_scaling_coefficient_matches_numerical_frontier(c):
+    """G C^-gamma equals the numerically minimised reducible loss subject to C = 6ND (Hoffmann et al. 2022)."""
+    assert float(ec.reducible_loss(c, G_COEF, GAMMA)) == pytest.approx(_min_loss_over_n(c), rel=1e-6)
+
+
+def test_tenfold_compute_cuts_reducible_loss_by_a_third():
+    """R(10C)/R(C) = 10^-gamma, so 10x compute cuts the reducible loss by 1 - 10^-0.1783 = 33.7%."""
+    r1, r10 = ec.reducible_loss(np.array([1e24, 1e25]), G_COEF, GAMMA)
+    cut = 1.0 - r10 / r1
+    assert cut == pytest.approx(1.0 - 10.0 ** (-GAMMA), rel=1e-12)
+    assert cut == pytest.approx(0.337, abs=1e-3)
+
+
+def test_capability_monotone_and_inverted():
+    """q = -ln R(C) rises by gamma ln 10 per decade and effective_flop_for_capability undoes it."""
+    c = np.logspace(18, 30, 25)
+    q = ec.capability(c, G_COEF, GAMMA)
+    assert np.all(np.diff(q) > 0)
+    assert np.diff(q[::2]) == pytest.approx(GAMMA * math.log(10.0), rel=1e-9)
+    assert ec.effective_flop_for_capability(q, G_COEF, GAMMA) == pytest.approx(c, rel=1e-9)
+
+
+def test_flop_per_h100e_month():
+    """989e12 FLOP/s x 2.63e6 s x 0.4 = 1.0406e21 (MODEL.md)."""
+    assert ec.flop_per_h100e_month(0.4) == pytest.approx(989e12 * 2.63e6 * 0.4, rel=1e-12)
+
+
+# -------------------------------------------------------------------------------------------- S2 efficiency
+
+
+def test_efficiency_growth_saturates():
+    """g_max rd/(rd+h): 0 at rd=0, g_max/2 at rd=h, increasing, concave, below g_max."""
+    h, g_max = 5e8, math.log(2.0) / 8.0
+    assert float(ec.efficiency_growth(0.0, h, g_max)) == 0.0
+    assert float(ec.efficiency_growth(h, h, g_max)) == pytest.approx(g_max / 2.0, rel=1e-12)
+    g = ec.efficiency_growth(np.linspace(0.0, 20 * h, 201), h, g_max)
+    assert np.all(np.diff(g) > 0)
+    assert np.all(np.diff(g, 2) < 0)
+    assert np.all(g < g_max)
+
+
+@given(st.lists(st.floats(-50, 50, **finite), min_size=1, max_size=20), st.floats(-50, 50, **finite),
+       st.floats(0, 1, **finite))
+def test_efficiency_diffusion_never_negative(log_eff, log_front, rate):
+    """Catch-up rate*(front - own) when behind, zero (never negative) when ahead."""
+    d = ec.efficiency_diffusion(log_eff, log_front, rate)
+    assert np.all(d >= 0)
+    behind = np.asarray(log_eff) < log_front
+    assert d[behind] == pytest.approx(rate * (log_front - np.asarray(log_eff)[behind]))
+
+
+@given(st.floats(0.01, 0.9, **finite), st.floats(1e-6, 1e3, **finite), st.floats(1e-6, 1e3, **finite),
+       st.floats(0.01, 2.0, **finite))
+def test_adapt_share_moves_toward_higher_return(share, mr_rd, mr_compute, speed):
+    """The R&D share rises when R&D's marginal return is higher, falls when lower, and stays in [lo, hi]."""
+    lo, hi = 0.01, 0.9
+    new = ec.adapt_share(share, mr_rd, mr_compute, speed, lo, hi)
+    assert lo <= new <= hi
+    if mr_rd > mr_compute:
+        assert new >= share
+    elif mr_rd < mr_compute:
+        assert new <= share
+    else:
+        assert new == pytest.approx(share)
+
+
+# ------------------------------------------------------------------------------------------- S3 product market
+
+utils = st.lists(st.floats(-20, 20, **finite), min_size=1, max_size=10)
+
+
+@given(utils, st.floats(0.0, 3.0, **finite), st.floats(0.0, 3.0, **finite), st.floats(-20, 20, **finite),
+       st.floats(-50, 50, **finite))
+def test_logit_shares_sum_to_one_and_shift_invariant(q, theta, eta, u0, shift):
+    """Inside + outside shares sum to 1; adding c to every utility and to u0 leaves shares unchanged."""
+    lp = np.linspace(-1.0, 1.0, len(q))
+    s, s0 = ec.logit_shares(q, lp, theta, eta, u0)
+    assert np.all(s >= 0) and 0 <= s0 <= 1
+    assert s.sum() + s0 == pytest.approx(1.0, abs=1e-12)
+    # theta*q - eta*lp + shift == theta*q - eta*(lp - shift/eta): shift every inside utility via price.
+    if eta > 0.1:
+        s2, s02 = ec.logit_shares(q, lp - shift / eta, theta, eta, u0 + shift)
+        assert s2 == pytest.approx(s, abs=1e-9)
+        assert s02 == pytest.approx(s0, abs=1e-9)
+
+
+def test_logit_shares_hand_value_and_monotonicity():
+    """With theta=eta=1, u0=0, q=(0, ln 2), p=1: weights 1, 1, 2 -> shares (1/4, 1/2), outside 1/4."""
+    s, s0 = ec.logit_shares([0.0, math.log(2.0)], [0.0, 0.0], 1.0, 1.0, 0.0)
+    assert s == pytest.approx([0.25, 0.5]) and s0 == pytest.approx(0.25)
+    # Higher capability -> higher share; higher price -> lower share.
+    s_cap, _ = ec.logit_shares([1.0, 1.5], [0.0, 0.0], 2.0, 1.5, 0.0)
+    s_pr, _ = ec.logit_shares([1.0, 1.0], [0.0, 0.5], 2.0, 1.5, 0.0)
+    assert s_cap[1] > s_cap[0] and s_pr[1] < s_pr[0]
+
+
+# --------------------------------------------------------------------------------------------------- S4 chips
+
+
+@given(st.floats(0, 500, **finite), st.lists(st.floats(-10, 100, **finite), min_size=1, max_size=15),
+       st.sampled_from(["pro_rata", "priority"]))
+def test_allocate_supply_bounds(capacity, orders, rule):
+    """Fills are in [0, order], total = min(capacity, total orders)."""
+    fill = ec.allocate_supply(capacity, orders, rule, order_rank=np.arange(len(orders)))
+    o = np.maximum(np.asarray(orders), 0.0)
+    assert np.all(fill >= 0) and np.all(fill <= o + 1e-12)
+    assert fill.sum() == pytest.approx(min(capacity, o.sum()), abs=1e-9)
+
+
+def test_allocate_supply_rules():
+    """pro_rata: same fraction for all; priority: largest first, ties by rank; exact when capacity suffices."""
+    pr = ec.allocate_supply(9.0, [3.0, 10.0, 5.0], "pro_rata")
+    assert pr == pytest.approx([1.5, 5.0, 2.5])
+    assert ec.allocate_supply(12.0, [3.0, 10.0, 5.0], "priority") == pytest.approx([0.0, 10.0, 2.0])
+    assert ec.allocate_supply(5.0, [5.0, 5.0], "priority", order_rank=[1, 0]) == pytest.approx([0.0, 5.0])
+    for rule in ("pro_rata", "priority"):
+        assert ec.allocate_supply(20.0, [3.0, 10.0, 5.0], rule) == pytest.approx([3.0, 10.0, 5.0])
+    with pytest.raises(ValueError):
+        ec.allocate_supply(1.0, [3.0, 10.0], "lottery")
+
+
+# ---------------------------------------------------------------------------------------------- S5 cloud cost
+
+
+def test_annuity_factor():
+    """Zero rate: 1/life. 8%/yr over 60 months: r = 1.08^(1/12)-1, r/(1-1.08^-5) = 0.020143."""
+    assert ec.annuity_factor(0.0, 48) == pytest.approx(1.0 / 48)
+    r = 1.08 ** (1.0 / 12.0) - 1.0
+    assert ec.annuity_factor(0.08, 60) == pytest.approx(r / (1.0 - 1.08**-5), rel=1e-12)
+    assert ec.annuity_factor(0.08, 60) == pytest.approx(0.020143, abs=1e-6)
+
+
+def test_levelized_cost_sums_parts():
+    """35k$ capex x annuity + 0.7 kW x 1.2 PUE x 730 h x 0.08 $/kWh (= 49.056) + 50 $ opex."""
+    lc = ec.levelized_cost(25_000.0, 10_000.0, 0.08, 60, 0.7, 1.2, 0.08, 50.0)
+    assert lc == pytest.approx(35_000.0 * ec.annuity_factor(0.08, 60) + 49.056 + 50.0, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- S6 contracting
+
+
+def test_rubinstein_weight():
+    """beta_lab = r_cloud/(r_lab+r_cloud) (Rubinstein 1982): 0.01/(0.02+0.01) = 1/3; impatience lowers it."""
+    assert float(ec.rubinstein_weight(0.02, 0.01)) == pytest.approx(1.0 / 3.0)
+    assert float(ec.rubinstein_weight(0.01, 0.01)) == pytest.approx(0.5)
+    w = ec.rubinstein_weight(np.array([0.005, 0.01, 0.05, 0.2]), 0.01)
+    assert np.all(np.diff(w) < 0)
+
+
+def test_nash_price_hand_values():
+    """p = cloud_min + (1-beta) S: (2, 1, 0.25) -> 1.75; beta=1 -> cloud_min; beta=0 -> lab_max; S<0 -> NaN."""
+    assert float(ec.nash_price(2.0, 1.0, 0.25)) == pytest.approx(1.75)
+    assert float(ec.nash_price(2.0, 1.0, 1.0)) == 1.0
+    assert float(ec.nash_price(2.0, 1.0, 0.0)) == 2.0
+    assert math.isnan(float(ec.nash_price(1.0, 2.0, 0.5)))
+    assert float(ec.nash_price(1.5, 1.5, 0.3)) == 1.5
+
+
+@given(st.floats(0, 1e4, **finite), st.floats(0, 1e4, **finite), st.floats(0, 1, **finite))
+def test_nash_price_within_bargaining_range(a, b, beta):
+    """Individual rationality: the agreed price lies in [cloud_min, lab_max] whenever there is a deal."""
+    lab_max, cloud_min = max(a, b), min(a, b)
+    p = float(ec.nash_price(lab_max, cloud_min, beta))
+    assert cloud_min <= p <= lab_max
+
+
+def test_default_probability():
+    """PD = 1/(1+cov^k): 0.5 at cover 1, 1/(1+9) = 0.1 at cover 3 (k=2), 1 at zero cover, decreasing."""
+    assert float(ec.default_probability(1.0)) == pytest.approx(0.5)
+    assert float(ec.default_probability(3.0, k=2.0)) == pytest.approx(0.1)
+    assert float(ec.default_probability(0.0)) == pytest.approx(1.0)
+    assert np.all(np.diff(ec.default_probability(np.linspace(0.0, 20.0, 50))) < 0)
+
+
+# --------------------------------------------------------------------------------------------- S7 spot market
+
+
+def test_spot_market_hand_case():
+    """Bids 10,8,6 x5; asks 5,7,9 x4: 8 units trade (demand 10 at >=8 vs supply 8 at <=7), price (8+7)/2."""
+    p, v, bf, af = ec.clear_spot_market([10.0, 8.0, 6.0], [5, 5, 5], [5.0, 7.0, 9.0], [4, 4, 4])
+    assert v == pytest.approx(8.0) and p == pytest.approx(7.5)
+    assert bf == pytest.approx([5.0, 3.0, 0.0]) and af == pytest.approx([4.0, 4.0, 0.0])
+
+
+def test_spot_market_no_trade():
+    """All asks above all bids: no trade, price NaN, zero fills."""
+    p, v, bf, af = ec.clear_spot_market([5.0, 4.0], [3, 3], [6.0, 7.0], [3, 3])
+    assert math.isnan(p) and v == 0.0 and not bf.any() and not af.any()
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(price, qty), min_size=1, max_size=8),
+       st.lists(st.tuples(price, qty), min_size=1, max_size=8))
+def test_spot_market_invariants(bids, asks):
+    """Fills conserve volume, respect quantities and the clearing price, and leave no gains from trade."""
+    bp, bq = map(np.array, zip(*bids, strict=True))
+    ap, aq = map(np.array, zip(*asks, strict=True))
+    p, v, bf, af = ec.clear_spot_market(bp, bq, ap, aq)
+    tol = 1e-9
+    assert bf.sum() == pytest.approx(v, abs=tol) and af.sum() == pytest.approx(v, abs=tol)
+    assert np.all(bf >= 0) and np.all(bf <= bq + tol) and np.all(af >= 0) and np.all(af <= aq + tol)
+    if v > 0:
+        assert np.all(bp[bf > tol] >= p) and np.all(ap[af > tol] <= p)
+    else:
+        assert math.isnan(p)
+    # No remaining bid is willing to pay a remaining ask's price (volume is maximal).
+    rb, ra = bq - bf > tol, aq - af > tol
+    if rb.any() and ra.any():
+        assert bp[rb].max() < ap[ra].min()
+
+
+# --------------------------------------------------------------------------------------------- S8 capital
+
+
+@settings(max_examples=300)
+@given(st.floats(0, 1e4, **finite), st.lists(st.tuples(st.floats(0.01, 100, **finite), st.floats(0, 1e3, **finite)),
+                                             min_size=1, max_size=10),
+       st.floats(0, 3, **finite))
+def test_allocate_capital_bounds(funds, seekers, kappa):
+    """Total <= funds, each <= its ask, and when funds cover every ask all asks are met."""
+    scores, asks = map(np.array, zip(*seekers, strict=True))
+    out = ec.allocate_capital(funds, scores, asks, kappa)
+    assert np.all(out >= 0) and np.all(out <= asks + 1e-9)
+    assert out.sum() <= funds + 1e-6
+    assert out.sum() == pytest.approx(min(funds, asks.sum()), abs=1e-6)
+    if funds >= asks.sum():
+        assert out == pytest.approx(asks, abs=1e-6)
+
+
+def test_allocate_capital_kappa():
+    """Uncapped split is funds x s^kappa / sum: scores (1,2) give 2/3 at kappa=1, 4/5 at kappa=2, equal at 0."""
+    big = [1e9, 1e9]
+    assert ec.allocate_capital(90.0, [1.0, 2.0], big, 1.0) == pytest.approx([30.0, 60.0])
+    assert ec.allocate_capital(100.0, [1.0, 2.0], big, 2.0) == pytest.approx([20.0, 80.0])
+    assert ec.allocate_capital(90.0, [1.0, 5.0, 10.0], [1e9] * 3, 0.0) == pytest.approx([30.0] * 3)
+    # Water-filling: the capped seeker's excess goes to the other (10 capped at 10, rest 90 to the other).
+    assert ec.allocate_capital(100.0, [1.0, 1.0], [10.0, 1e9], 1.0) == pytest.approx([10.0, 90.0])
+
+
+# ---------------------------------------------------------------------------------------------------- S9 entry
+
+
+def test_capital_to_reach_hand_value():
+    """G=1, gamma=0.5, q=0.5 ln 1e24 -> 1e24 eff FLOP; /2 eff /1e21 x 2000 $ /0.5 share = 2e6 $."""
+    q = 0.5 * math.log(1e24)
+    cap = ec.capital_to_reach(q, 2.0, 1.0, 0.5, 1e21, 2000.0, 0.5)
+    assert cap == pytest.approx(2e6, rel=1e-9)
+    assert ec.capital_to_reach(q, 4.0, 1.0, 0.5, 1e21, 2000.0, 0.5) == pytest.approx(cap / 2.0, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 10])
+def test_hhi_equal_firms(n):
+    """n equal firms: HHI = 10,000/n (one firm: 10,000)."""
+    assert ec.hhi([7.0] * n) == pytest.approx(10_000.0 / n)
+
+
+def test_hhi_hand_value_and_zero():
+    """Shares 50/30/20 -> 2500+900+400 = 3800; all-zero -> 0."""
+    assert ec.hhi([5.0, 3.0, 2.0]) == pytest.approx(3800.0)
+    assert ec.hhi([0.0, 0.0]) == 0.0
+
+
+def test_top_share():
+    """(5,3,1,1): top-3 share 9/10, top-1 5/10; all-zero -> 0."""
+    assert ec.top_share([1.0, 5.0, 1.0, 3.0], k=3) == pytest.approx(0.9)
+    assert ec.top_share([1.0, 5.0, 1.0, 3.0], k=1) == pytest.approx(0.5)
+    assert ec.top_share([0.0, 0.0]) == 0.0
+
+
+@pytest.mark.parametrize("n", [2, 5, 10])
+def test_gini(n):
+    """Equal values -> 0; one non-zero among n -> (n-1)/n; all-zero -> 0."""
+    assert ec.gini([3.0] * n) == pytest.approx(0.0, abs=1e-12)
+    assert ec.gini([0.0] * (n - 1) + [4.0]) == pytest.approx((n - 1) / n)
+    assert ec.gini([0.0] * n) == 0.0
