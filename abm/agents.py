@@ -506,7 +506,7 @@ class Lab(MarketAgent):
             self.best_run_eff_flop = eff_flop
         self.best_run_flop = max(self.best_run_flop, self.run_flop)
         self.capability = max(self.capability, q)
-        m.record_run(self, self.run_flop, eff_flop, self.run_cost)
+        m.record_run(self, self.run_flop, eff_flop, self.run_cost, q)
         self.run_flop = 0.0
         self.run_cost = 0.0
         self.run_start = m.t + 1

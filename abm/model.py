@@ -31,6 +31,15 @@ def month_index(start: str, label: str) -> int:
     return (y * 12 + m) - (y0 * 12 + m0)
 
 
+def _trend(series, window: int) -> float:
+    """Least-squares slope per month of the last ``window`` values (0 with fewer than 2), never negative."""
+    y = np.asarray(series[-window:], dtype=float)
+    if y.size < 2:
+        return 0.0
+    x = np.arange(y.size, dtype=float)
+    return max(float(np.polyfit(x, y, 1)[0]), 0.0)
+
+
 class Environment:
     """Model-level paths driven by the scenario: demand, foundry capacity, energy, capital, policy."""
 
@@ -111,6 +120,9 @@ class ComputeMarket(mesa.Model):
         self.agent_rows: list[tuple] = []
         self._scheduled = self._parse_events()
         self._build_world()
+        self.q_front_hist.append(max(lab.capability for lab in self.labs) if self.labs else 0.0)
+        self.frontier_hist.append((math.log(max((lab.best_run_flop for lab in self.labs), default=1.0)),
+                                   max((lab.log_eff for lab in self.labs), default=0.0)))
         self.datacollector = mesa.DataCollector(model_reporters={
             "lab_hhi_compute": lambda m: m.latest("lab_hhi_compute"),
             "entry_barrier_usd": lambda m: m.latest("entry_barrier_usd"),
@@ -231,9 +243,10 @@ class ComputeMarket(mesa.Model):
         """The price per effective H100e-month a lab expects to pay (recent reserved prices)."""
         return self.reserved_ref
 
-    def record_run(self, lab: Lab, phys: float, eff: float, cost: float) -> None:
+    def record_run(self, lab: Lab, phys: float, eff: float, cost: float, q: float) -> None:
+        """Log a completed training run with the capability it reached."""
         self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
-                              "cost_usd": cost, "capability": lab.capability})
+                              "cost_usd": cost, "capability": q})
 
     def sign(self, lab: Lab, cloud: CloudProvider, kind: str, volume: float, start: int, term: int,
              price: float, *, ramp: int = 0, exclusive: bool = False, equity_share: float = 0.0,
@@ -762,15 +775,9 @@ class ComputeMarket(mesa.Model):
         self.log_event("exit", lab.name, why, lab.cash)
 
     def projected_frontier(self, horizon: int) -> float:
-        """Frontier capability extrapolated ``horizon`` months at its last-12-month pace."""
-        hist = self.q_front_hist
+        """Frontier capability extrapolated ``horizon`` months along its least-squares trend (last 36 months)."""
         q_now = max((lab.capability for lab in self.alive_labs()), default=0.0)
-        if len(hist) >= 2:
-            back = hist[-min(12, len(hist))]
-            slope = max(q_now - back, 0.0) / min(12, len(hist))
-        else:
-            slope = 0.0
-        return q_now + slope * horizon
+        return q_now + _trend(self.q_front_hist, 36) * horizon
 
     def entrant_price(self, cash: float) -> float:
         """Price per effective H100e-month an entrant with ``cash`` would bargain (median cloud terms)."""
@@ -807,11 +814,7 @@ class ComputeMarket(mesa.Model):
         return run / frs
 
     def _frontier_eff_slope(self) -> float:
-        h = self.frontier_hist
-        if len(h) < 2:
-            return 0.0
-        k = min(12, len(h) - 1)
-        return max(h[-1][1] - h[-1 - k][1], 0.0) / k
+        return _trend([h[1] for h in self.frontier_hist], 36)
 
     def _entrants(self) -> None:
         en = self.cfg.entry

@@ -8,6 +8,7 @@ or a path, applies ``extends`` and ``--set`` overrides, and returns a validated 
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -433,6 +434,7 @@ def _raw(name_or_path, seen=()) -> tuple[dict, Path]:
             raise ScenarioError(f"{path}: extends cycle through {parent!r}")
         base, _ = _raw(parent, (*seen, parent))
         base.pop("description", None)
+        base.pop("name", None)
         events = base.get("events", []) + data.get("events", [])
         data = _deep_merge(base, {k: v for k, v in data.items() if k != "events"})
         if events:
@@ -517,7 +519,7 @@ def _toml_value(v) -> str:
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):

@@ -1,0 +1,222 @@
+"""Run a scenario and write its outputs to a run folder, atomically.
+
+A run folder holds ``timeseries.csv``, ``agents.csv``, ``contracts.csv``, ``events.csv``, ``runs.csv``,
+``scenario.toml`` (the fully resolved scenario, seed included, so that ``abm run DIR/scenario.toml``
+reproduces the run byte for byte) and ``run_info.json`` (versions, wall time, headline final values).
+Every file except ``run_info.json`` is a deterministic function of the scenario and seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import numbers
+import os
+import platform
+import shutil
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from abm.metrics import COLUMNS
+from abm.model import ComputeMarket
+from abm.scenario import Scenario, to_toml
+
+AGENT_COLUMNS = [
+    "month", "step", "agent_id", "name", "type", "kind", "alive", "cash_usd", "capital_raised_usd", "h100e",
+    "revenue_usd", "capability", "efficiency", "market_share",
+]
+EVENT_COLUMNS = ["month", "step", "event", "agent", "detail", "value_usd"]
+RUN_COLUMNS = ["step", "lab", "physical_flop", "effective_flop", "cost_usd", "capability"]
+# Header of contracts.csv when the model signed no contract (otherwise the keys of contracts_table()).
+CONTRACT_COLUMNS = [
+    "contract_id", "buyer", "seller", "kind", "volume_h100e", "start", "end", "unit_price_usd", "unit",
+    "take_or_pay_share", "prepayment_usd", "equity_share", "investment_usd", "effective_factor", "ramp_months",
+    "exclusive", "signed", "status", "closed",
+]
+HEADLINE = [
+    "lab_hhi_compute", "lab_hhi_revenue", "lab_top3_share_compute", "entry_barrier_usd", "frontier_capability",
+    "efficiency_share_of_progress", "marginal_capability_per_usd", "cloud_hhi_capacity",
+    "spot_price_usd_per_h100e_hour", "labs_active", "small_lab_survival_24m",
+]
+PACKAGE = "compute-market-abm"
+
+
+class OutputError(Exception):
+    """A user-facing problem with the output folder (exists, not a directory, not a run folder)."""
+
+
+# ------------------------------------------------------------------------------------------------ running
+def run_scenario(scn: Scenario, progress=None) -> ComputeMarket:
+    """Build the model from a validated scenario and step it ``scn.run.months`` times.
+
+    The scenario as given (before any ``set`` event replaces ``model.cfg`` mid-run) is kept on the model
+    as ``initial_cfg``; :func:`write_run` serialises that one, so that re-running it reproduces the run.
+    ``progress``, if given, is called with (months done, months total) after every step.
+    """
+    initial = scn.model_copy(deep=True)
+    model = ComputeMarket(scn)
+    model.initial_cfg = initial
+    total = scn.run.months
+    for k in range(total):
+        model.step()
+        if progress is not None:
+            progress(k + 1, total)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ cells
+def cell(v) -> str:
+    """One CSV cell: floats at repr precision (shortest round-trip), NaN and None as empty cells."""
+    if v is None:
+        return ""
+    if isinstance(v, bool | np.bool_):
+        return "True" if v else "False"
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return "" if math.isnan(f) else repr(f)
+    return str(v)
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([cell(v) for v in r])
+
+
+def _dict_rows(records: list[dict], fallback: Sequence[str]) -> tuple[list[str], list[list]]:
+    """Columns (keys of the first record, then any new keys in order of appearance) and row values."""
+    cols: list[str] = []
+    for rec in records:
+        for k in rec:
+            if k not in cols:
+                cols.append(k)
+    if not cols:
+        cols = list(fallback)
+    return cols, [[rec.get(c) for c in cols] for rec in records]
+
+
+def _json_number(v):
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    return v
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
+    cfg = getattr(model, "initial_cfg", None) or model.cfg
+    _write_csv(d / "timeseries.csv", COLUMNS, ([row[c] for c in COLUMNS] for row in model.rows))
+    for r in model.agent_rows:
+        if len(r) != len(AGENT_COLUMNS):
+            raise ValueError(f"agent row has {len(r)} fields, expected {len(AGENT_COLUMNS)}: {r!r}")
+    _write_csv(d / "agents.csv", AGENT_COLUMNS, model.agent_rows)
+    cols, rows = _dict_rows(model.contracts_table(), CONTRACT_COLUMNS)
+    _write_csv(d / "contracts.csv", cols, rows)
+    _write_csv(d / "events.csv", EVENT_COLUMNS, ([e.get(c) for c in EVENT_COLUMNS] for e in model.events_log))
+    cols, rows = _dict_rows(model.runs_log, RUN_COLUMNS)
+    _write_csv(d / "runs.csv", cols, rows)
+    (d / "scenario.toml").write_text(to_toml(cfg), encoding="utf-8")
+    last = model.rows[-1] if model.rows else {}
+    info = {
+        "scenario": cfg.name,
+        "description": cfg.description,
+        "seed": cfg.run.seed,
+        "start": cfg.run.start,
+        "months": len(model.rows),
+        "package_version": _version(PACKAGE),
+        "python": platform.python_version(),
+        "mesa": _version("mesa"),
+        "wall_time_s": round(float(wall_time), 3),
+        "final": {k: _json_number(last.get(k)) for k in HEADLINE},
+    }
+    (d / "run_info.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def is_run_folder(d: Path) -> bool:
+    """Whether ``d`` looks like a folder written by :func:`write_run` (safe to overwrite with force)."""
+    return (d / "run_info.json").is_file() or (d / "timeseries.csv").is_file()
+
+
+def check_target(out_dir: str | Path, force: bool = False) -> Path:
+    """Raise OutputError unless ``out_dir`` can be written: absent, empty, or a run folder with ``force``."""
+    out = Path(out_dir)
+    anc = Path(os.path.abspath(out)).parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"{out}: {anc} is not a directory; choose another --out")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise OutputError(f"{out} exists and is not a directory; choose another --out")
+        if any(out.iterdir()):
+            if not force:
+                raise OutputError(f"{out} exists; use --force to overwrite")
+            if not is_run_folder(out):
+                raise OutputError(f"{out} exists and is not a run folder (no run_info.json or timeseries.csv); "
+                                  "refusing to overwrite it even with --force")
+    return out
+
+
+def write_run(model: ComputeMarket, out_dir: str | Path, wall_time: float, force: bool = False) -> Path:
+    """Write the run's files into ``out_dir`` atomically and return its path.
+
+    Everything is written into a temporary sibling ``.<name>.tmp-<pid>`` and renamed into place; an
+    existing run folder is replaced only with ``force`` (moved aside, then deleted once the new one is in
+    place). On any failure the temporary folder (and any parent folder created here) is removed and an
+    existing target is left untouched.
+    """
+    out = Path(os.path.abspath(check_target(out_dir, force)))  # normalised: "." and ".." have a name
+    parent = out.parent
+    created: list[Path] = []
+    p = parent
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    tmp = parent / f".{out.name}.tmp-{os.getpid()}"
+    old = parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        _write_files(model, tmp, wall_time)
+        if out.exists() and any(out.iterdir()):
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)  # an empty existing directory is replaced by rename(2)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for c in created:  # innermost first
+            try:
+                c.rmdir()
+            except OSError:
+                break
+        raise
+    return Path(out_dir)
