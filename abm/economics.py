@@ -235,7 +235,7 @@ def nash_price(lab_max, cloud_min, beta_lab):
     lab_max = np.asarray(lab_max, dtype=float)
     cloud_min = np.asarray(cloud_min, dtype=float)
     surplus = lab_max - cloud_min
-    price = lab_max - np.asarray(beta_lab, dtype=float) * surplus
+    price = np.clip(cloud_min + (1.0 - np.asarray(beta_lab, dtype=float)) * surplus, cloud_min, lab_max)
     return np.where(surplus >= 0, price, np.nan)
 
 
