@@ -69,7 +69,6 @@ class ChipVendor(MarketAgent):
         self.shipped = np.zeros(0)
         self.shipped_month = 0.0
         self.revenue_month = 0.0
-        self.export_restricted = False
 
     @property
     def backlog(self) -> float:
@@ -80,7 +79,7 @@ class ChipVendor(MarketAgent):
         """Release a new generation when due, update unit cost, kW per H100e and price (phase 2)."""
         m, cfg = self.model, self.model.cfg.chips
         t = m.t
-        due = (t - self.gen_lag) >= 0 and (t - self.gen_lag) % cfg.generation_months == 0 and t > 0
+        due = t > self.gen_lag and (t - self.gen_lag) % cfg.generation_months == 0
         if due:
             self.generation += 1
             self.gen_release = t
@@ -139,7 +138,6 @@ class CloudProvider(MarketAgent):
         self.online_captive = 0.0
         self.power_used = 0.0
         self.floor_price = 0.0
-        self.list_price = 0.0
         self.spot_ewma = 0.0
         self.unmet_ewma = 0.0
         self.spot_sold = 0.0
@@ -214,13 +212,12 @@ class CloudProvider(MarketAgent):
         self._refresh_online()
 
     def set_prices(self) -> None:
-        """Floor (levelized cost of a new H100e from the cheapest source) and list price (phase 3)."""
+        """Floor price: levelized cost of a new H100e from the cheapest source (phase 3)."""
         m, cc = self.model, self.model.cfg.cloud_params
         vendor, cost, kw = self.cheapest_source()
         facility = cc.facility_capex_usd_per_mw * kw * cc.pue / 1000.0
         self.floor_price = ec.levelized_cost(cost, facility, self.cost_of_capital, cc.life_months, kw, cc.pue,
                                              m.env.energy_price, cc.opex_usd_per_h100e_month)
-        self.list_price = self.floor_price * cc.spot_list_markup
 
     def operating_cost(self) -> float:
         """Energy plus opex per online H100e-month (the marginal cost of running it)."""
@@ -467,12 +464,11 @@ class Lab(MarketAgent):
             self.seeking = self.ask > 0
 
     def choose_term(self, monthly_value: float) -> int:
-        """Longest contract term whose obligations the lab's cash and revenue cover."""
+        """Longest contract term whose whole obligation fits in the lab's prudent coverage room."""
         terms = sorted(self.model.cfg.contracting.terms_months)
-        cover = max(self.cash, 0.0) + 12 * self.revenue_ewma + 12 * self.other_funding
-        existing = self.model.lab_obligations(self)
+        room = self.coverage_room()
         for term in reversed(terms):
-            if cover >= existing + monthly_value * min(term, 12):
+            if room >= monthly_value * term:
                 return term
         return terms[0]
 

@@ -35,7 +35,7 @@ def decaying_growth(x0: float, growth_annual: float, halflife_years: float, mont
 def flop_per_h100e_month(mfu: float = 0.4) -> float:
     """Useful FLOP delivered by one H100-equivalent for one month at model FLOP utilisation ``mfu``.
 
-    989e12 dense BF16 FLOP/s x 2.63e6 s x MFU (MODEL.md, scales and units): about 1.04e21 at MFU 0.4.
+    989e12 dense BF16 FLOP/s x 2.63e6 s x MFU (the model's unit of compute volume): about 1.04e21 at MFU 0.4.
     """
     return H100_DENSE_BF16_FLOPS * SECONDS_PER_MONTH * mfu
 
@@ -155,11 +155,14 @@ def unit_cost(base_cost: float, months_since_start: float, annual_decline: float
 
 
 def update_markup(markup: float, orders: float, capacity: float, speed: float, lo: float, hi: float) -> float:
-    """Merchant markup responds to excess demand: m' = m * exp(speed * (orders/capacity - 1)), bounded."""
+    """Merchant markup responds to excess demand: m' = m * exp(speed * (orders/capacity - 1)), bounded.
+
+    The log step is capped at +-0.5 a month, so an extreme order book moves the markup fast but finitely.
+    """
     if capacity <= 0:
         return hi
-    ratio = orders / capacity
-    return float(min(max(markup * math.exp(speed * (ratio - 1.0)), lo), hi))
+    step = min(max(speed * (orders / capacity - 1.0), -0.5), 0.5)
+    return float(min(max(markup * math.exp(step), lo), hi))
 
 
 def lerner_index(price, cost):

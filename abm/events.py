@@ -29,6 +29,8 @@ def mega_deal(model, ev) -> None:
     vendor = cloud.captive_vendor if ev.chip_kind == "captive" else None
     if ev.chip_kind == "captive" and vendor is None:
         raise ScenarioError(f"events: mega_deal chip_kind 'captive' but cloud {cloud.name!r} has no captive vendor")
+    if vendor is None:
+        vendor, _, _ = cloud.cheapest_source()
     kw = vendor.kw if vendor is not None else model.cfg.chips.kw_per_h100e
     volume = ev.gw * 1e6 / (kw * model.cfg.cloud_params.pue)
     ramp = min(ev.ramp_months, ev.term_months)
@@ -51,6 +53,7 @@ def set_parameter(model, ev) -> None:
     data = apply_overrides(data, {ev.key: ev.value}, source=f"events ({ev.month})")
     model.cfg = validate(data, source=f"events ({ev.month})")
     model.env.cfg = model.cfg
+    model.refresh_constants()
     model.log_event("set", "environment", f"{ev.key} = {ev.value}")
 
 

@@ -4,8 +4,8 @@
 investors, lenders, and the sinks that money leaves to) are accounts; every dollar that moves is a transfer
 with a payer and a payee, so the sum over all accounts stays at zero and conservation can be checked.
 
-:class:`ContractBook` is the contract ledger as a struct of arrays: one row per contract with the fields of
-MODEL.md and a lifecycle (active, completed, defaulted, cancelled). Monthly volumes and payments are
+:class:`ContractBook` is the contract ledger as a struct of arrays: one row per contract with the fields
+of a compute deal and a lifecycle (active, completed, defaulted, cancelled). Monthly volumes and payments are
 computed over all contracts at once.
 """
 

@@ -52,8 +52,10 @@ def collect_row(m) -> dict:
 
     labs = m.alive_labs()
     t = m.t
-    compute = np.array([lab.compute for lab in labs])
-    revenue = np.array([lab.revenue for lab in labs])
+    # Labs that exited this month still bought compute and earned revenue in it.
+    month_labs = [lab for lab in m.labs if lab.alive or lab.exit_month == t]
+    compute = np.array([lab.compute for lab in month_labs])
+    revenue = np.array([lab.revenue for lab in month_labs])
     capital = np.array([lab.capital_raised for lab in labs])
     caps = np.array([lab.capability for lab in labs])
     online = np.array([c.online for c in m.clouds])

@@ -91,10 +91,7 @@ class ComputeMarket(mesa.Model):
         super().__init__(rng=rng)
         self.cfg = cfg
         self.t = 0
-        self.gamma = cfg.gamma
-        s = cfg.scaling
-        self.g_coef = ec.scaling_coefficient(s.A, s.B, s.alpha, s.beta)
-        self.flop_per_unit = ec.flop_per_h100e_month(s.mfu)
+        self.refresh_constants()
         self.ledger = Ledger()
         self.book = ContractBook()
         self.network = nx.MultiDiGraph()
@@ -132,6 +129,13 @@ class ComputeMarket(mesa.Model):
             "cloud_hhi_capacity": lambda m: m.latest("cloud_hhi_capacity"),
         })
 
+    def refresh_constants(self) -> None:
+        """Derived constants of the scaling law (recomputed when an event changes scaling.*)."""
+        s = self.cfg.scaling
+        self.gamma = self.cfg.gamma
+        self.g_coef = ec.scaling_coefficient(s.A, s.B, s.alpha, s.beta)
+        self.flop_per_unit = ec.flop_per_h100e_month(s.mfu)
+
     # ------------------------------------------------------------------ world
     def _build_world(self) -> None:
         cfg = self.cfg
@@ -155,6 +159,12 @@ class ComputeMarket(mesa.Model):
                 v.owner.captive_vendor = v
             self.vendors.append(v)
             self.network.add_node(v.name, type="vendor")
+        for v in self.vendors:
+            buyers = [c for c in self.clouds if self.may_buy(c, v)]
+            fleet = np.array([c.online if c.online else sum(c.v_h100e) for c in buyers], dtype=float)
+            if buyers and fleet.sum() > 0:
+                book = v.capacity * cfg.chips.initial_backlog_months
+                v.orders = {c.unique_id: float(book * f / fleet.sum()) for c, f in zip(buyers, fleet, strict=True)}
         self.committed = np.zeros((len(self.clouds), cfg.run.months + HEADROOM_MONTHS))
         for c in self.clouds:
             c.bring_online()
@@ -278,11 +288,12 @@ class ComputeMarket(mesa.Model):
 
     # ------------------------------------------------------------------ the monthly step
     def step(self) -> None:
-        """One month: the eleven phases of MODEL.md in a fixed order."""
+        """One month: the eleven phases in a fixed order (docs/ODD.md)."""
         self.ledger.reset_flows()
         self.entries = self.exits = 0
         self.reserved_volume = 0.0
         self.reserved_value = 0.0
+        self.reserved_price_month = float("nan")
         self.phase_events()           # 1
         self.phase_vendors()          # 2
         self.phase_clouds()           # 3
@@ -303,9 +314,12 @@ class ComputeMarket(mesa.Model):
         """Apply the scenario's events due this month, then update the environment."""
         from .events import apply_event
 
-        for ev in self._scheduled.get(self.t, []):
-            apply_event(self, ev)
         self.env.update(self.t, self.sentiment)
+        due = self._scheduled.get(self.t, [])
+        for ev in due:
+            apply_event(self, ev)
+        if due:
+            self.env.update(self.t, self.sentiment)
 
     # 2 ------------------------------------------------------------------
     def phase_vendors(self) -> None:
@@ -422,7 +436,7 @@ class ComputeMarket(mesa.Model):
             if invest <= 0:
                 continue
             term = max(self.cfg.contracting.terms_months)
-            price = self.quote_price(lab, cloud, term)
+            price = self.quote_price(lab, cloud, term, pol.equity_commit_multiple * invest)
             if not np.isfinite(price):
                 continue
             volume = pol.equity_commit_multiple * invest / (price * term)
@@ -440,7 +454,7 @@ class ComputeMarket(mesa.Model):
             self.log_event("equity_for_compute", lab.name, f"{cloud.name} takes {share:.3f}", invest)
             lab.ask = max(lab.ask - invest, 0.0)
             lab.start_spending()
-            lab.seeking = lab.ask > 0 and False
+            lab.seeking = lab.ask > 0
 
     # 7 ------------------------------------------------------------------
     def cloud_terms(self, lab: Lab, clouds, term: int, extra_value: float):
@@ -459,9 +473,9 @@ class ComputeMarket(mesa.Model):
         beta = ec.rubinstein_weight(r_lab, r_cloud)
         return cloud_min, lab_alt, beta
 
-    def quote_price(self, lab: Lab, cloud: CloudProvider, term: int) -> float:
-        """The bargained price a lab would get from one cloud, outside option the spot market."""
-        cmin, alt, beta = self.cloud_terms(lab, [cloud], term, 0.0)
+    def quote_price(self, lab: Lab, cloud: CloudProvider, term: int, value: float = 0.0) -> float:
+        """The bargained price a lab would get from one cloud for a deal worth ``value``; outside option spot."""
+        cmin, alt, beta = self.cloud_terms(lab, [cloud], term, value)
         return float(ec.nash_price(alt, cmin, beta)[0])
 
     def available(self, cloud: CloudProvider, start: int, term: int) -> float:
@@ -491,7 +505,7 @@ class ComputeMarket(mesa.Model):
             if not ok.any():
                 self._unmet(clouds, volume)
                 continue
-            cloud_min, lab_alt, beta = self.cloud_terms(lab, clouds, term, 0.0)
+            cloud_min, lab_alt, beta = self.cloud_terms(lab, clouds, term, volume * self.reserved_ref * term)
             per_eff = cloud_min / np.array([c.effective_factor() for c in clouds])
             cand = np.flatnonzero(ok)
             best = cand[np.argsort(per_eff[cand], kind="stable")]
@@ -760,8 +774,16 @@ class ComputeMarket(mesa.Model):
     def _exit(self, lab: Lab, why: str) -> None:
         rows = self._lab_rows(lab)
         if rows.size:
+            # Take-or-pay claims on the remaining value are paid pro rata from what cash is left.
+            claims = self.book.remaining_value(self.t + 1, rows) * self.book.cols["take_or_pay"][rows]
+            total = float(claims.sum())
+            if total > 0 and lab.cash > 0:
+                paid = claims * min(1.0, lab.cash / total)
+                acct = {c.unique_id: c.account for c in self.clouds}
+                self.ledger.transfer_many([lab.account] * rows.size,
+                                          [acct[int(s)] for s in self.book.cols["seller"][rows]], paid,
+                                          "default_recovery")
             self._release(rows, "defaulted")
-        # Remaining cash, if any, goes to the clouds it owed (pro rata to remaining value) else stays.
         lab.alive = False
         lab.exit_month = self.t
         self.exits += 1
@@ -779,15 +801,17 @@ class ComputeMarket(mesa.Model):
         q_now = max((lab.capability for lab in self.alive_labs()), default=0.0)
         return q_now + _trend(self.q_front_hist, 36) * horizon
 
-    def entrant_price(self, cash: float) -> float:
-        """Price per effective H100e-month an entrant with ``cash`` would bargain (median cloud terms)."""
+    def entrant_price(self, cash: float, obligation: float) -> float:
+        """Price per H100e-month an entrant with ``cash`` would bargain for a deal worth ``obligation``.
+
+        Median cloud terms; the entrant's default risk comes from its coverage cash / obligation and its
+        patience from a full target runway; its outside option is the expected spot price.
+        """
         ct = self.cfg.contracting
         term = min(ct.terms_months)
         floors = np.array([c.floor_price for c in self.clouds])
         spot_path = ec.expected_price_path(self.spot_price_ewma, term, ct.forward_price_decline)
-        burn = cash / self.cfg.capital.target_runway_months
-        cov = cash / max(burn * term, 1.0)
-        pdef = float(ec.default_probability(cov, ct.risk_k))
+        pdef = float(ec.default_probability(cash / max(obligation, 1.0), ct.risk_k))
         cmin = (1 + pdef * ct.lgd) * max(float(np.median(floors)) * (1 - ct.forward_price_decline) ** (term / 24),
                                          spot_path * 0.3)
         alt = spot_path * (1 + ct.spot_risk_premium)
@@ -806,12 +830,15 @@ class ComputeMarket(mesa.Model):
         target = self.projected_frontier(en.planning_horizon_months) - en.viable_gap
         log_front = max((lab.log_eff for lab in self.alive_labs()), default=0.0)
         eff_then = math.exp(log_front) * frac * math.exp(self._frontier_eff_slope() * en.planning_horizon_months)
-        price = self.entrant_price(cash)
         compute_share = 1 - self.cfg.efficiency.rd_share_init
-        run = ec.capital_to_reach(target, eff_then, self.g_coef, self.gamma, self.flop_per_unit, price,
-                                  compute_share)
         frs = self.cfg.training.final_run_share
-        return run / frs
+        # Two passes: the price depends on the entrant's coverage of the compute bill it implies.
+        need = 0.0
+        for _ in range(2):
+            price = self.entrant_price(cash, need * compute_share)
+            need = ec.capital_to_reach(target, eff_then, self.g_coef, self.gamma, self.flop_per_unit, price,
+                                       compute_share) / frs
+        return need
 
     def _frontier_eff_slope(self) -> float:
         return _trend([h[1] for h in self.frontier_hist], 36)
@@ -883,7 +910,7 @@ class ComputeMarket(mesa.Model):
         return self._p0_value
 
     def contracts_table(self) -> list[dict]:
-        """Every contract with the fields of MODEL.md (names instead of ids)."""
+        """Every contract with its fields (names instead of ids)."""
         names = {a.unique_id: a.name for a in (*self.labs, *self.clouds, *self.vendors)}
         b = self.book
         out = []

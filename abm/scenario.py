@@ -27,15 +27,21 @@ def _f(default, unit: str, source: str, **bounds):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _ordered(section, lo: str, hi: str) -> None:
+    """Raise if the lower bound of a range exceeds its upper bound."""
+    if getattr(section, lo) > getattr(section, hi):
+        raise ValueError(f"{lo} ({getattr(section, lo)}) must not exceed {hi} ({getattr(section, hi)})")
 
 
 Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 
 class RunCfg(_Section):
-    start: Month = _f("2024-01", "YYYY-MM", "MODEL.md default start")
-    months: int = _f(120, "months", "MODEL.md default horizon", ge=1, le=600)
+    start: Month = _f("2024-01", "YYYY-MM", "start of the default world")
+    months: int = _f(120, "months", "ten years of monthly steps", ge=1, le=600)
     seed: int = _f(1, "-", "master seed of the run", ge=0)
 
 
@@ -46,7 +52,7 @@ class ScalingCfg(_Section):
     alpha: float = _f(0.3478, "-", "Besiroglu et al. 2024", gt=0, lt=2)
     beta: float = _f(0.3658, "-", "Besiroglu et al. 2024", gt=0, lt=2)
     gamma: float | None = _f(None, "-", "override of alpha*beta/(alpha+beta) = 0.178", gt=0, lt=2)
-    mfu: float = _f(0.4, "-", "MODEL.md: model FLOP utilisation", gt=0, le=1)
+    mfu: float = _f(0.4, "-", "model FLOP utilisation typical of large runs (Epoch)", gt=0, le=1)
 
 
 class EfficiencyCfg(_Section):
@@ -54,7 +60,7 @@ class EfficiencyCfg(_Section):
                       "frontier doubling (Ho et al. 2024)", ge=0, le=1)
     rd_half_usd: float = _f(1.5e8, "$/month", "R&D spend giving half of g_max (calibrated)", gt=0)
     diffusion: float = _f(0.05, "1/month", "share of the gap to the frontier closed each month", ge=0, le=1)
-    exit_diffusion: float = _f(0.2, "-", "share of an exiting lab's efficiency lead passed to others", ge=0, le=1)
+    exit_diffusion: float = _f(0.2, "-", "share of an exiting lab's efficiency lead passed on, split among the survivors", ge=0, le=1)
     rd_share_init: float = _f(0.35, "-", "Cottier et al. 2024: staff 29-49% of cost", ge=0, le=1)
     rd_share_min: float = _f(0.1, "-", "bound on the adaptive R&D share", ge=0, le=1)
     rd_share_max: float = _f(0.7, "-", "bound on the adaptive R&D share", ge=0, le=1)
@@ -63,13 +69,18 @@ class EfficiencyCfg(_Section):
                                       "2020); ~frontier R&D budget growth, so that the frontier keeps its "
                                       "8-month doubling", gt=0)
     rd_horizon_months: float = _f(24.0, "months", "months an efficiency gain is used when weighing R&D", gt=0)
-    inference_gain: bool = _f(True, "-", "efficiency also lowers serving compute (MODEL.md S2)")
+    inference_gain: bool = _f(True, "-", "efficiency also lowers serving compute")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _ordered(self, "rd_share_min", "rd_share_max")
+        return self
 
 
 class DemandCfg(_Section):
     initial_usd_month: float = _f(6e8, "$/month", "end-user AI spend 2024-01, calibrated to lab revenue "
                                   "run-rates (Epoch AI companies data)", gt=0)
-    growth_annual: float = _f(2.5, "x/yr", "MODEL.md: about 2.5x a year", gt=0)
+    growth_annual: float = _f(2.5, "x/yr", "about 2.5x a year early on (lab revenue growth 2023-24, Epoch AI companies data)", gt=0)
     growth_halflife_years: float = _f(4.0, "years", "half-life of the log growth rate (slowing)", gt=0)
     theta: float = _f(3.0, "1/capability", "logit weight of capability", ge=0)
     eta: float = _f(1.5, "-", "logit price elasticity", ge=0)
@@ -85,43 +96,48 @@ class ChipsCfg(_Section):
                                              "end-2023, 6.5M by end-2024", gt=0)
     foundry_growth_annual: float = _f(2.0, "x/yr", "Pilz et al. 2025: hardware growth ~2x/yr", gt=0)
     foundry_growth_halflife_years: float = _f(5.0, "years", "slowing of foundry growth", gt=0)
-    allocation_rule: Literal["pro_rata", "priority"] = _f("pro_rata", "-", "MODEL.md S4 shortage rule")
-    delivery_lag_months: int = _f(4, "months", "MODEL.md S4: 3-6", ge=0, le=24)
-    markup_speed: float = _f(0.15, "-", "response of merchant markup to order book / capacity", ge=0)
+    allocation_rule: Literal["pro_rata", "priority"] = _f("pro_rata", "-", "rule for allocating chips under shortage")
+    delivery_lag_months: int = _f(4, "months", "chip delivery lag of 3-6 months", ge=0, le=24)
+    initial_backlog_months: float = _f(4.0, "months", "order book at start, in months of each vendor's capacity, "
+                                       "split over its buyers by fleet (H100 backlog of early 2024)", ge=0)
+    markup_speed: float = _f(0.05, "-", "response of merchant markup to order book / capacity", ge=0)
     markup_min: float = _f(0.5, "x", "bounds on merchant markup over cost", ge=0)
     markup_max: float = _f(4.0, "x", "Nvidia data-centre gross margin ~75% (markup 3x)", ge=0)
     captive_markup: float = _f(0.1, "x", "captive vendors sell to their owner near cost", ge=0)
-    ecosystem_factor: float = _f(0.85, "-", "MODEL.md S4: labs value captive H100e at 0.85", gt=0, le=1)
+    ecosystem_factor: float = _f(0.85, "-", "software-ecosystem discount: labs value a captive H100e at 0.85", gt=0, le=1)
     ecosystem_maturity_months: float = _f(60.0, "months", "months for the captive discount to close half way",
                                           gt=0)
     kw_per_h100e: float = _f(1.453, "kW", "Epoch: 1,453 W IT power per H100 all-in", gt=0)
     energy_efficiency_gain: float = _f(0.25, "1/yr", "fall of kW per H100e for new chips (Epoch: 50%/yr "
                                        "FLOP/W; damped for all-in power)", ge=0, lt=1)
-    generation_months: int = _f(24, "months", "MODEL.md S4: new generation every 18-30 months", ge=6, le=60)
-    generation_perf_gain: float = _f(2.5, "x", "H100e per chip of a new generation vs the last", ge=1)
+    generation_months: int = _f(24, "months", "a new generation every 18-30 months (Nvidia A100 2020, H100 2022, B200 2024)", ge=6, le=60)
     vendor_capacity_growth_max: float = _f(0.08, "1/month", "max monthly growth of a vendor's capacity", ge=0,
                                            le=1)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _ordered(self, "markup_min", "markup_max")
+        return self
 
 
 class CloudsCfg(_Section):
     facility_capex_usd_per_mw: float = _f(1.4e7, "$/MW", "non-chip capex; total $35-50B/GW (Bernstein, "
                                           "Epoch) with chips ~60%", gt=0)
-    pue: float = _f(1.2, "-", "MODEL.md: facility overhead ~1.2 (Epoch: up to 1.4)", ge=1)
+    pue: float = _f(1.2, "-", "facility overhead ~1.2 (Epoch: up to 1.4)", ge=1)
     energy_price_usd_kwh: float = _f(0.08, "$/kWh", "US industrial power price", ge=0)
     opex_usd_per_h100e_month: float = _f(60.0, "$/H100e-month", "staff, network, maintenance", ge=0)
-    life_months: int = _f(66, "months", "MODEL.md S5: 5-6 year life", ge=12, le=180)
-    build_lead_hyperscaler_months: int = _f(18, "months", "MODEL.md S5: 12-24 months", ge=1, le=60)
-    build_lead_neocloud_months: int = _f(12, "months", "MODEL.md S5: neoclouds faster", ge=1, le=60)
+    life_months: int = _f(66, "months", "5-6 year depreciation life of AI servers", ge=12, le=180)
+    build_lead_hyperscaler_months: int = _f(18, "months", "data-centre construction 12-24 months", ge=1, le=60)
+    build_lead_neocloud_months: int = _f(12, "months", "neoclouds build faster (leased shells)", ge=1, le=60)
     leverage_max: float = _f(0.6, "-", "max debt / (fleet value + cash)", ge=0, le=0.95)
     initial_pipeline_share: float = _f(0.8, "-", "power under construction at start, as a share of power "
                                        "online, ready over the build lead time (hyperscaler capex 2023-24)", ge=0)
     capacity_buffer: float = _f(1.15, "x", "planned capacity over forecast demand", ge=1)
     forecast_months: int = _f(12, "months", "look-ahead of the capacity plan", ge=1, le=60)
-    spot_list_markup: float = _f(1.6, "x", "on-demand list price over floor; reserve of idle spot asks", ge=1)
 
 
 class ContractingCfg(_Section):
-    terms_months: list[int] = _f([12, 36], "months", "MODEL.md S6: 1-year and 3-year contracts")
+    terms_months: list[int] = _f([12, 36], "months", "1-year and 3-year contracts (Epoch hardware prices)")
     lgd: float = _f(0.6, "-", "cloud's loss given a lab default", ge=0, le=1)
     risk_k: float = _f(2.0, "-", "curvature of default probability in coverage", gt=0)
     lab_base_rate_annual: float = _f(0.12, "1/yr", "a lab's base discount rate", ge=0)
@@ -136,7 +152,7 @@ class ContractingCfg(_Section):
 
 class TrainingCfg(_Section):
     run_months: int = _f(6, "months", "length of a lab's training run", ge=1, le=36)
-    final_run_share: float = _f(0.1, "-", "share of training compute in the final run (rest: experiments); "
+    final_run_share: float = _f(0.06, "-", "share of training compute in the final run (rest: experiments); "
                                 "calibrated to Epoch's largest runs 2024 (~5e25-1e26 FLOP)", gt=0, le=1)
     wind_down_cash_usd: float = _f(2.0e6, "$", "a lab with less cash, no compute and no income winds down", ge=0)
 
@@ -146,7 +162,7 @@ class CapitalCfg(_Section):
     inflow_growth_annual: float = _f(1.6, "x/yr", "initial growth of investor inflow", gt=0)
     inflow_growth_halflife_years: float = _f(3.0, "years", "half-life of the inflow's log growth", gt=0)
     sentiment_elasticity: float = _f(0.5, "-", "inflow response to sector revenue growth vs plan", ge=0)
-    kappa: float = _f(1.5, "-", "MODEL.md S8: preferential attachment exponent", ge=0, le=10)
+    kappa: float = _f(1.5, "-", "preferential-attachment exponent of investors", ge=0, le=10)
     score_scale: float = _f(0.25, "capability", "capability gap that divides the score by e", gt=0)
     revenue_multiple: float = _f(25.0, "x", "valuation / annualised revenue", gt=0)
     target_runway_months: float = _f(24.0, "months", "runway a lab raises for", gt=0)
@@ -166,6 +182,11 @@ class EntryCfg(_Section):
     planning_horizon_months: int = _f(24, "months", "horizon to reach a viable capability", ge=1)
     viable_gap: float = _f(0.6, "capability", "viable = within this gap of the frontier", ge=0)
     reach_multiple: float = _f(4.0, "x", "capital an entrant can raise in follow-ons, x seed", ge=1)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _ordered(self, "efficiency_fraction_lo", "efficiency_fraction_hi")
+        return self
 
 
 class BackgroundCfg(_Section):
@@ -246,6 +267,11 @@ class GeneratedLabs(_Section):
     efficiency_hi: float = _f(0.9, "x", "", gt=0)
     last_run_flop_median: float = _f(3e23, "FLOP", "Epoch large-scale models 2023", gt=0)
 
+    @model_validator(mode="after")
+    def _ranges(self):
+        _ordered(self, "efficiency_lo", "efficiency_hi")
+        return self
+
 
 class Event(_Section):
     month: Month
@@ -297,7 +323,8 @@ class Scenario(_Section):
     generated_labs: GeneratedLabs = Field(default_factory=GeneratedLabs)
     events: list[Event] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
+                              allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _cross_check(self):
@@ -312,7 +339,12 @@ class Scenario(_Section):
             for c in lab.contracts:
                 if c.cloud not in clouds:
                     raise ValueError(f"lab {lab.name!r} has a contract with unknown cloud {c.cloud!r}")
+        valid = set(_valid_keys(Scenario))
         for e in self.events:
+            if e.type == "set" and e.key not in valid:
+                near = difflib.get_close_matches(str(e.key), sorted(valid), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ValueError(f"set event ({e.month}) has unknown key {e.key!r}{hint}")
             if e.type == "mega_deal":
                 if e.cloud not in clouds:
                     raise ValueError(f"mega_deal cloud {e.cloud!r} is not one of {sorted(clouds)}")
@@ -488,6 +520,7 @@ def load_scenario(name_or_path: str | Path = "baseline", overrides=None, seed: i
         data, path = _raw(name_or_path)
         source = str(path)
         data.setdefault("name", path.stem)
+    data.pop("extends", None)  # resolved: the merged data stands alone
     data = apply_overrides(data, overrides)
     if seed is not None:
         data = apply_overrides(data, {"run.seed": seed}, "--seed")
