@@ -75,6 +75,19 @@ class ChipVendor(MarketAgent):
         """Outstanding orders, H100e."""
         return float(sum(self.orders.values()))
 
+    def terms_for(self, cloud) -> tuple[float, float]:
+        """(price per H100e, kW per H100e) this vendor offers ``cloud``.
+
+        A cloud under export controls gets only the previous generation: the price per H100e and the power
+        per H100e of chips one generation older.
+        """
+        if cloud is not None and cloud.restricted:
+            cfg = self.model.cfg.chips
+            years = cfg.generation_months / 12
+            return (self.price * (1 - cfg.annual_cost_decline) ** -years,
+                    self.kw * (1 - cfg.energy_efficiency_gain) ** -years)
+        return self.price, self.kw
+
     def update(self) -> None:
         """Release a new generation when due, update unit cost, kW per H100e and price (phase 2)."""
         m, cfg = self.model, self.model.cfg.chips
@@ -148,6 +161,10 @@ class CloudProvider(MarketAgent):
         self.equity_invested = 0.0
         self.unmet_month = 0.0
         self.demand_hist: list[float] = []
+        self.restricted = False
+        self.public = spec.kind == "public"
+        self.eligible_capital_max = math.inf
+        self.budget_month = 0.0
 
     def demand_growth(self) -> float:
         """Yearly growth of this cloud's demand (committed plus spot) over the last 12 months."""
@@ -232,12 +249,13 @@ class CloudProvider(MarketAgent):
         for v in self.model.vendors:
             if not self.model.may_buy(self, v):
                 continue
-            val = v.price / (f if v.kind == "captive" else 1.0)
+            val = v.terms_for(self)[0] / (f if v.kind == "captive" else 1.0)
             if val < best_val:
                 best, best_val = v, val
         if best is None:
             return None, 30_000.0, self.model.cfg.chips.kw_per_h100e
-        return best, best.price, best.kw
+        price, kw = best.terms_for(self)
+        return best, price, kw
 
     def plan_capacity(self) -> None:
         """Forecast demand, order chips and build power to meet it, financed by cash and debt (phase 3)."""
@@ -258,15 +276,15 @@ class CloudProvider(MarketAgent):
             return
         # Money available: cash above a month of costs plus headroom under the leverage limit.
         fleet_value = float(np.dot(self.v_h100e, self.v_cost)) if self.v_h100e else 0.0
-        headroom = cc.leverage_max * (fleet_value + max(self.cash, 0.0)) - self.debt
+        headroom = 0.0 if self.public else cc.leverage_max * (fleet_value + max(self.cash, 0.0)) - self.debt
         budget = max(self.cash, 0.0) + max(headroom, 0.0)
         orders = self.split_order(gap)
-        kw_new = {v.unique_id: v.kw for v, _ in orders}
-        chip_cost = sum(v.price * q for v, q in orders)
+        kw_new = {v.unique_id: v.terms_for(self)[1] for v, _ in orders}
+        chip_cost = sum(v.terms_for(self)[0] * q for v, q in orders)
         need_mw = sum(q * kw_new[v.unique_id] for v, q in orders) / 1000.0
         free_mw = (self.power_online + sum(mw for _, mw in self.builds) - self.power_used
                    - sum(p[1] * p[3] for p in self.pending) / 1000.0 - sum(s[0] * s[2] for s in self.stored) / 1000.0
-                   - sum(v.kw * v.orders.get(self.unique_id, 0.0) for v in m.vendors) / 1000.0)
+                   - sum(v.terms_for(self)[1] * v.orders.get(self.unique_id, 0.0) for v in m.vendors) / 1000.0)
         # Power is planned for the demand expected when a build started now would be ready.
         lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
         growth = min(max(self.demand_growth(), 1.0), 3.0) ** (lead / 12) - 1.0
@@ -296,20 +314,20 @@ class CloudProvider(MarketAgent):
         rest = gap
         cv = self.captive_vendor
         merch = [v for v in m.vendors if v.kind == "merchant" and m.may_buy(self, v)]
-        best_merchant = min((v.price for v in merch), default=math.inf)
-        if cv is not None and cv.alive and cv.price / f <= best_merchant:
+        best_merchant = min((v.terms_for(self)[0] for v in merch), default=math.inf)
+        if cv is not None and cv.alive and m.may_buy(self, cv) and cv.price / f <= best_merchant:
             room = max(cv.capacity * (lag + 2) - cv.backlog, 0.0)
             q = min(rest, room)
             if q > 0:
                 out.append((cv, q))
                 rest -= q
         if rest > 0 and merch:
-            prices = np.array([v.price for v in merch])
+            prices = np.array([v.terms_for(self)[0] for v in merch])
             caps = np.array([max(v.capacity, 1.0) for v in merch])
             w = caps * (prices / prices.min()) ** -3.0
             w = w / w.sum()
             out += [(v, rest * wi) for v, wi in zip(merch, w, strict=True)]
-        elif rest > 0 and cv is not None:
+        elif rest > 0 and cv is not None and m.may_buy(self, cv):
             out.append((cv, rest))
         return out
 
@@ -328,6 +346,8 @@ class CloudProvider(MarketAgent):
         m, cc = self.model, self.model.cfg.cloud_params
         if self.other_cashflow > 0:
             m.ledger.transfer("parent_companies", self, self.other_cashflow, "parent_cashflow")
+        if self.public and self.budget_month > 0:
+            m.ledger.transfer("government", self, self.budget_month, "public_budget")
         energy = self.power_used * 1000.0 * cc.pue * ec.HOURS_PER_MONTH * m.env.energy_price
         self.pay_or_borrow("energy", energy, "energy")
         self.pay_or_borrow("opex", self.online * cc.opex_usd_per_h100e_month, "opex")
@@ -383,6 +403,7 @@ class Lab(MarketAgent):
         self.spot_bought = 0.0
         self.spot_paid = 0.0
         self.spot_eff = 0.0
+        self.restricted = False
 
     def revenue_growth(self) -> float:
         """Growth of revenue over the last 12 months (0 without history or revenue a year ago)."""

@@ -16,17 +16,6 @@ SECONDS_PER_MONTH = 2.63e6
 H100_DENSE_BF16_FLOPS = 989e12
 
 
-def decaying_growth(x0: float, growth_annual: float, halflife_years: float, months: float) -> float:
-    """Value after ``months`` of a path whose yearly log-growth ln(growth_annual) halves every halflife.
-
-    ln x(t) = ln x0 + ln(g) * H/ln2 * (1 - 2^(-t/H)), t and H in years: growth that starts at g a year
-    and slows (used for end-user demand and foundry capacity).
-    """
-    t = months / 12.0
-    h = halflife_years
-    return float(x0 * math.exp(math.log(growth_annual) * h / math.log(2.0) * (1.0 - 2.0 ** (-t / h))))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # S1 capability from compute
 # ---------------------------------------------------------------------------------------------------------

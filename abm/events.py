@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from . import economics as ec
 from .scenario import ScenarioError, apply_overrides, validate
 
@@ -57,4 +61,138 @@ def set_parameter(model, ev) -> None:
     model.log_event("set", "environment", f"{ev.key} = {ev.value}")
 
 
-HANDLERS = {"mega_deal": mega_deal, "set": set_parameter}
+def export_controls(model, ev) -> None:
+    """Named labs and clouds lose access to the newest chip generation from this month.
+
+    A restricted cloud buys merchant chips only, one generation behind (ChipVendor.terms_for), and no
+    captive chips; a restricted lab rents only from restricted clouds and stays out of the spot market.
+    """
+    for cloud in model.clouds:
+        if cloud.name in ev.clouds:
+            cloud.restricted = True
+    for lab in model.labs:
+        if lab.name in ev.labs:
+            lab.restricted = True
+    model.log_event("export_controls", "policy", f"clouds {', '.join(ev.clouds)}; labs {', '.join(ev.labs)}")
+
+
+def foundry_shock(model, ev) -> None:
+    """Foundry capacity falls by ``share`` for ``months`` months (vendors' capacity caps follow)."""
+    model.env.foundry_cut = ev.share
+    model.env.foundry_cut_until = model.t + ev.months
+    model.log_event("foundry_shock", "environment", f"capacity -{ev.share:.0%} for {ev.months} months")
+
+
+def demand_shock(model, ev) -> None:
+    """End-user demand jumps by ``factor`` (a level shift) and, if given, grows at ``growth_annual`` after."""
+    model.env.demand *= ev.factor
+    _set_growth(model, ev, "demand.growth_annual")
+    model.log_event("demand_shock", "environment", f"demand x{ev.factor}", model.env.demand)
+
+
+def capital_shock(model, ev) -> None:
+    """Investor inflow x ``factor`` (for ``months`` months, or for good when months is 0 or absent); a
+    new ``growth_annual`` bends the inflow path from then on."""
+    model.env.inflow_factor = ev.factor
+    model.env.inflow_factor_until = model.t + ev.months if ev.months else -1
+    _set_growth(model, ev, "capital.inflow_growth_annual")
+    model.log_event("capital_shock", "environment", f"inflow x{ev.factor}")
+
+
+def _set_growth(model, ev, key: str) -> None:
+    if ev.growth_annual is not None:
+        data = apply_overrides(model.cfg.model_dump(by_alias=True), {key: ev.growth_annual},
+                               source=f"events ({ev.month})")
+        model.cfg = validate(data, source=f"events ({ev.month})")
+        model.env.cfg = model.cfg
+
+
+def algorithmic_breakthrough(model, ev) -> None:
+    """A lab's algorithmic efficiency jumps by ``factor`` (the frontier lab's when no lab is named)."""
+    alive = model.alive_labs()
+    if not alive:
+        return
+    lab = next((x for x in alive if x.name == ev.lab), None) if ev.lab else max(alive, key=lambda x: x.log_eff)
+    if lab is None:
+        model.log_event("breakthrough_void", str(ev.lab), "lab has exited")
+        return
+    lab.log_eff += math.log(ev.factor)
+    model.log_event("algorithmic_breakthrough", lab.name, f"efficiency x{ev.factor}")
+
+
+def open_weights(model, ev) -> None:
+    """A strong open model is released: every lab closes ``share`` of its efficiency gap to the frontier at
+    once, and diffusion runs at ``diffusion`` from then on when given."""
+    alive = model.alive_labs()
+    if alive:
+        front = max(x.log_eff for x in alive)
+        for lab in alive:
+            lab.log_eff += ev.share * (front - lab.log_eff)
+    if ev.diffusion is not None:
+        data = apply_overrides(model.cfg.model_dump(by_alias=True), {"efficiency.diffusion": ev.diffusion},
+                               source=f"events ({ev.month})")
+        model.cfg = validate(data, source=f"events ({ev.month})")
+        model.env.cfg = model.cfg
+    model.log_event("open_weights", "environment", f"gap closed by {ev.share:.0%}")
+
+
+def ecosystem_shift(model, ev) -> None:
+    """Captive silicon catches up faster: its ecosystem gap closes with half-life ``maturity_months`` from
+    now, captive vendors' foundry share x ``capacity_multiplier``, and their generation lag is reset."""
+    data = apply_overrides(model.cfg.model_dump(by_alias=True),
+                           {"chips.ecosystem_maturity_months": ev.maturity_months}, source=f"events ({ev.month})")
+    model.cfg = validate(data, source=f"events ({ev.month})")
+    model.env.cfg = model.cfg
+    for v in model.vendors:
+        if v.kind == "captive":
+            v.foundry_share = min(1.0, v.foundry_share * ev.capacity_multiplier)
+            if ev.gen_lag_months is not None:
+                v.gen_lag = ev.gen_lag_months
+    model.log_event("ecosystem_shift", "environment", f"captive gap half-life {ev.maturity_months} months")
+
+
+def public_compute(model, ev) -> None:
+    """A public provider appears: it builds capacity from a yearly budget and rents it at cost to labs that
+    have raised at most ``max_capital_usd`` (no bargaining, no risk premium, no spot sales)."""
+    from .agents import CloudProvider
+    from .scenario import CloudSpec
+
+    spec = CloudSpec(name=ev.name, kind="public", cash_usd=0.0, cost_of_capital=0.03, fleet_h100e=0.0,
+                     power_mw=0.0)
+    cloud = CloudProvider(model, spec)
+    cloud.idx = len(model.clouds)
+    cloud.eligible_capital_max = ev.max_capital_usd
+    cloud.budget_month = ev.budget_usd_year / 12.0
+    model.clouds.append(cloud)
+    model.committed = np.vstack([model.committed, np.zeros((1, model.committed.shape[1]))])
+    model.network.add_node(cloud.name, type="cloud")
+    cloud.bring_online()
+    cloud.set_prices()
+    model.log_event("public_compute", cloud.name, f"budget ${ev.budget_usd_year:,.0f}/yr for labs under "
+                    f"${ev.max_capital_usd:,.0f}", ev.budget_usd_year)
+
+
+def antitrust(model, ev) -> None:
+    """Competition policy from this month: ban exclusivity (existing exclusive terms lapse), ban
+    equity-for-compute deals, and cap any one lab's share of a cloud's capacity."""
+    over = {}
+    if ev.ban_exclusivity:
+        over["policy.exclusivity_allowed"] = False
+        for lab in model.labs:
+            lab.exclusive_with = None
+            lab.exclusive_until = -1
+    if ev.ban_equity_for_compute:
+        over["policy.equity_for_compute_allowed"] = False
+    if ev.max_lab_share_of_cloud is not None:
+        over["policy.max_lab_share_of_cloud"] = ev.max_lab_share_of_cloud
+    if over:
+        data = apply_overrides(model.cfg.model_dump(by_alias=True), over, source=f"events ({ev.month})")
+        model.cfg = validate(data, source=f"events ({ev.month})")
+        model.env.cfg = model.cfg
+    model.log_event("antitrust", "policy", ", ".join(f"{k}={v}" for k, v in over.items()))
+
+
+HANDLERS = {"mega_deal": mega_deal, "set": set_parameter, "export_controls": export_controls,
+            "foundry_shock": foundry_shock, "demand_shock": demand_shock, "capital_shock": capital_shock,
+            "algorithmic_breakthrough": algorithmic_breakthrough, "open_weights": open_weights,
+            "ecosystem_shift": ecosystem_shift, "public_compute": public_compute, "antitrust": antitrust}

@@ -16,7 +16,8 @@ from collections import defaultdict
 import numpy as np
 
 # External accounts: sources (money enters the market) and sinks (money leaves it).
-SOURCES = ("endowment", "end_users", "investors", "lenders", "parent_companies", "other_compute_buyers")
+SOURCES = ("endowment", "end_users", "investors", "lenders", "parent_companies", "other_compute_buyers",
+           "government")
 SINKS = ("chip_production", "facility_construction", "energy", "opex", "interest", "rd_staff")
 
 

@@ -41,32 +41,70 @@ def _trend(series, window: int) -> float:
 
 
 class Environment:
-    """Model-level paths driven by the scenario: demand, foundry capacity, energy, capital, policy."""
+    """Model-level paths driven by the scenario: demand, foundry capacity, energy, capital, policy.
+
+    Paths advance one month at a time with the growth rates in force that month, so that an event that
+    changes a rate (``set demand.growth_annual``) bends the path from then on without a jump, and shocks
+    (``demand_shock``, ``foundry_shock``, ``capital_shock``) act on levels.
+    """
 
     def __init__(self, cfg: Scenario):
         self.cfg = cfg
-        self.demand_shift = 1.0
-        self.inflow_shift = 1.0
-        self.foundry_shift = 1.0
+        self.t = 0
+        self.demand = cfg.demand.initial_usd_month
+        self.foundry_base = cfg.chips.foundry_capacity_h100e_month
+        self.inflow_base = cfg.capital.inflow_usd_month
+        self.background = cfg.background.volume_h100e
+        self.background_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
+        self.rd_half = cfg.efficiency.rd_half_usd
+        self.eco_gap = 1.0 - cfg.chips.ecosystem_factor
+        self.foundry_cut = 0.0
+        self.foundry_cut_until = -1
+        self.inflow_factor = 1.0
+        self.inflow_factor_until = -1
+        self.demand_hist = [self.demand]
         self.update(0, sentiment=1.0)
 
+    @staticmethod
+    def _rate(growth_annual: float, halflife_years: float | None, month: int) -> float:
+        """Monthly log growth in ``month``: ln(g)/12, halving every half-life when one is given."""
+        r = math.log(growth_annual) / 12.0
+        return r * 2.0 ** (-month / 12.0 / halflife_years) if halflife_years else r
+
+    def _advance(self) -> None:
+        c, k = self.cfg, self.t
+        self.demand *= math.exp(self._rate(c.demand.growth_annual, c.demand.growth_halflife_years, k))
+        self.foundry_base *= math.exp(self._rate(c.chips.foundry_growth_annual,
+                                                 c.chips.foundry_growth_halflife_years, k))
+        self.inflow_base *= math.exp(self._rate(c.capital.inflow_growth_annual,
+                                                c.capital.inflow_growth_halflife_years, k))
+        self.background *= c.background.growth_annual ** (1 / 12)
+        self.background_price *= (1 - c.background.price_decline_annual) ** (1 / 12)
+        self.rd_half *= c.efficiency.rd_cost_growth_annual ** (1 / 12)
+        self.eco_gap *= 0.5 ** (1 / c.chips.ecosystem_maturity_months)
+        self.t += 1
+        self.demand_hist.append(self.demand)
+
     def update(self, t: int, sentiment: float) -> None:
-        """Recompute this month's exogenous values."""
+        """Advance the paths to month ``t`` and recompute this month's values."""
+        while self.t < t:
+            self._advance()
         c = self.cfg
-        self.demand = self.demand_shift * ec.decaying_growth(c.demand.initial_usd_month, c.demand.growth_annual,
-                                                             c.demand.growth_halflife_years, t)
-        self.foundry_capacity = self.foundry_shift * ec.decaying_growth(
-            c.chips.foundry_capacity_h100e_month, c.chips.foundry_growth_annual,
-            c.chips.foundry_growth_halflife_years, t)
+        cut = self.foundry_cut if t < self.foundry_cut_until or self.foundry_cut_until < 0 else 0.0
+        if self.foundry_cut_until >= 0 and t >= self.foundry_cut_until:
+            self.foundry_cut = 0.0
+        self.foundry_capacity = self.foundry_base * (1.0 - cut)
+        if self.inflow_factor_until >= 0 and t >= self.inflow_factor_until:
+            self.inflow_factor = 1.0
+            self.inflow_factor_until = -1
+        self.inflow = self.inflow_base * self.inflow_factor * sentiment
         self.energy_price = c.cloud_params.energy_price_usd_kwh
-        self.inflow = self.inflow_shift * sentiment * ec.decaying_growth(
-            c.capital.inflow_usd_month, c.capital.inflow_growth_annual, c.capital.inflow_growth_halflife_years, t)
-        self.background = c.background.volume_h100e * c.background.growth_annual ** (t / 12)
-        self.background_price = c.background.reference_price_usd_hour * ec.HOURS_PER_MONTH * \
-            (1 - c.background.price_decline_annual) ** (t / 12)
-        self.rd_half = c.efficiency.rd_half_usd * c.efficiency.rd_cost_growth_annual ** (t / 12)
-        gap = 1.0 - c.chips.ecosystem_factor
-        self.ecosystem_factor = 1.0 - gap * 0.5 ** (t / c.chips.ecosystem_maturity_months)
+        self.ecosystem_factor = 1.0 - self.eco_gap
+
+    def demand_growth_12m(self) -> float:
+        """Growth of end-user demand over the last 12 months (the investors' benchmark for sector growth)."""
+        h = self.demand_hist
+        return h[-1] / h[-13] if len(h) > 12 else 1.0
 
 
 class ComputeMarket(mesa.Model):
@@ -220,8 +258,21 @@ class ComputeMarket(mesa.Model):
                                 "agent": who, "detail": detail, "value_usd": value})
 
     def may_buy(self, cloud: CloudProvider, vendor: ChipVendor) -> bool:
-        """Whether a cloud may buy from a vendor: captive vendors sell only to their owner."""
-        return vendor.alive and (vendor.kind == "merchant" or vendor.owner is cloud)
+        """Whether a cloud may buy from a vendor: captive vendors sell only to their owner, and a cloud under
+        export controls buys only merchant chips (of the previous generation, see ChipVendor.terms_for)."""
+        if not vendor.alive:
+            return False
+        if vendor.kind == "captive":
+            return vendor.owner is cloud
+        return True
+
+    def may_contract(self, lab: Lab, cloud: CloudProvider) -> bool:
+        """Whether a lab may rent from a cloud: exclusivity, export controls and public-compute eligibility."""
+        if lab.exclusive_with is not None and lab.exclusive_until > self.t and cloud.unique_id != lab.exclusive_with:
+            return False
+        if lab.restricted and not cloud.restricted:
+            return False
+        return not cloud.public or lab.capital_raised <= cloud.eligible_capital_max
 
     def reference_price(self) -> float:
         """Reference reserved price per H100e-month (mean of recent signed prices)."""
@@ -353,22 +404,23 @@ class ComputeMarket(mesa.Model):
                     continue
                 cloud = cl[k]
                 v.orders[k] -= q
-                cost = v.price * q
+                price, kw = v.terms_for(cloud)
+                cost = price * q
                 cloud.pay_or_borrow(v, cost, "chip_purchase")
                 self.ledger.transfer(v, "chip_production", v.unit_cost * q, "chip_production")
-                cloud.pending.append((self.t + lag, q, v.kind == "captive", v.kw, v.price))
+                cloud.pending.append((self.t + lag, q, v.kind == "captive", kw, price))
                 cloud.capex += cost
                 spend += cost
                 shipped[j] += q
                 for key, val in (("buyer", cloud.unique_id), ("seller", v.unique_id), ("kind", 2), ("volume", q),
-                                 ("start", self.t), ("end", self.t + lag), ("price", v.price),
+                                 ("start", self.t), ("end", self.t + lag), ("price", price),
                                  ("signed", self.t), ("status", 0)):
                     rows[key].append(val)
                 if not self.network.has_edge(cloud.name, v.name):
                     self.network.add_edge(cloud.name, v.name, key=f"chips-{v.name}", kind="chip_order", value=0.0)
                 self.network.edges[cloud.name, v.name, f"chips-{v.name}"]["value"] += cost
             self.book.add_many(**{k: np.asarray(x) for k, x in rows.items()})
-            v.revenue_month = float(shipped[j] * v.price)
+            v.revenue_month = float(np.dot(rows["price"], rows["volume"])) if rows["price"] else 0.0
         self.shipments_hist.append(shipped)
         self.chip_spend_month = spend
         self.chip_units_month = float(shipped.sum())
@@ -426,7 +478,7 @@ class ComputeMarket(mesa.Model):
         for i in order:
             cloud = clouds[int(i)]
             cands = [lab for lab in seekers if lab.seeking and lab.unique_id not in cloud.equity_stakes
-                     and (lab.exclusive_with in (None, cloud.unique_id) or lab.exclusive_until <= self.t)]
+                     and self.may_contract(lab, cloud)]
             if not cands:
                 continue
             pd = np.array([float(ec.default_probability(lab.coverage(), self.cfg.contracting.risk_k)) for lab in cands])
@@ -493,8 +545,7 @@ class ComputeMarket(mesa.Model):
         for i in order:
             lab = reqs[int(i)]
             volume, term = lab.request
-            clouds = [c for c in self.clouds
-                      if lab.exclusive_with is None or lab.exclusive_until <= self.t or c.unique_id == lab.exclusive_with]
+            clouds = [c for c in self.clouds if self.may_contract(lab, c)]
             if not clouds:
                 continue
             avail = np.array([self.available(c, self.t, term) for c in clouds])
@@ -510,11 +561,15 @@ class ComputeMarket(mesa.Model):
             cand = np.flatnonzero(ok)
             best = cand[np.argsort(per_eff[cand], kind="stable")]
             b = best[0]
-            # Outside option: the next-best cloud's reservation price or the spot market.
-            lab_max = lab_alt
-            if best.size > 1:
-                lab_max = min(lab_alt, per_eff[best[1]] * clouds[b].effective_factor())
-            price = float(ec.nash_price(lab_max, cloud_min[b], beta[b]))
+            if clouds[b].public:
+                # A public provider sells at cost: no risk premium, no bargaining.
+                price = clouds[b].floor_price
+            else:
+                # Outside option: the next-best cloud's reservation price or the spot market.
+                lab_max = lab_alt
+                if best.size > 1:
+                    lab_max = min(lab_alt, per_eff[best[1]] * clouds[b].effective_factor())
+                price = float(ec.nash_price(lab_max, cloud_min[b], beta[b]))
             if not np.isfinite(price):
                 self._unmet(clouds, volume)
                 continue
@@ -549,6 +604,8 @@ class ComputeMarket(mesa.Model):
         for lab in labs:
             lab.spot_bought = 0.0
             lab.spot_paid = 0.0
+            lab.spot_eff = 0.0
+        labs = [lab for lab in labs if not lab.restricted]
         contracted_now = self.lab_compute_reserved(labs)
         need = np.array([max(lab.desired - k, 0.0) for lab, k in zip(labs, contracted_now, strict=True)])
         bid_p = np.full(len(labs), self.spot_price_ewma * (1 + self.cfg.contracting.spot_risk_premium))
@@ -561,7 +618,8 @@ class ComputeMarket(mesa.Model):
         steps = np.diff(np.concatenate(([0.0], cum)))
         bid_price = np.concatenate((bid_p, levels))
         bid_qty = np.concatenate((need, steps))
-        idle = np.array([max(c.online - self.committed[c.idx, self.t], 0.0) for c in self.clouds])
+        idle = np.array([0.0 if c.public else max(c.online - self.committed[c.idx, self.t], 0.0)
+                         for c in self.clouds])
         opc = np.array([c.operating_cost() for c in self.clouds])
         floor = np.array([c.floor_price for c in self.clouds])
         util = np.array([min(self.committed[c.idx, self.t] / c.online, 1.0) if c.online > 0 else 1.0
@@ -879,9 +937,7 @@ class ComputeMarket(mesa.Model):
         self.sector_revenue_hist.append(rev)
         if len(self.sector_revenue_hist) > 12 and self.sector_revenue_hist[-13] > 0:
             g = rev / self.sector_revenue_hist[-13]
-            expected = self.env.demand / max(ec.decaying_growth(
-                self.cfg.demand.initial_usd_month, self.cfg.demand.growth_annual,
-                self.cfg.demand.growth_halflife_years, max(self.t - 12, 0)), 1.0)
+            expected = self.env.demand_growth_12m()
             self.sentiment = float(np.clip((g / expected) ** self.cfg.capital.sentiment_elasticity, 0.25, 4.0))
         for c in self.clouds:
             c.unmet_ewma = 0.7 * c.unmet_ewma + 0.3 * c.unmet_month

@@ -226,7 +226,7 @@ class VendorSpec(_Section):
 
 class CloudSpec(_Section):
     name: str
-    kind: Literal["hyperscaler", "neocloud"]
+    kind: Literal["hyperscaler", "neocloud", "public"]
     cash_usd: float = _f(..., "$", "", ge=0)
     debt_usd: float = _f(0.0, "$", "", ge=0)
     cost_of_capital: float = _f(0.08, "1/yr", "hyperscalers ~7-9%, neoclouds 11-15%", gt=0, lt=1)
@@ -273,9 +273,29 @@ class GeneratedLabs(_Section):
         return self
 
 
+EVENT_TYPES = ("mega_deal", "set", "export_controls", "foundry_shock", "demand_shock", "capital_shock",
+               "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust")
+_REQUIRED = {
+    "mega_deal": ("lab", "cloud", "value_usd", "term_months", "gw", "chip_kind"),
+    "set": ("key", "value"),
+    "export_controls": ("labs", "clouds"),
+    "foundry_shock": ("share", "months"),
+    "demand_shock": ("factor",),
+    "capital_shock": ("factor",),
+    "algorithmic_breakthrough": ("factor",),
+    "open_weights": ("share",),
+    "ecosystem_shift": ("maturity_months",),
+    "public_compute": ("budget_usd_year", "max_capital_usd"),
+    "antitrust": (),
+}
+
+
 class Event(_Section):
+    """A scheduled event (S10). Which fields apply depends on ``type``; see docs/ODD.md."""
+
     month: Month
-    type: Literal["mega_deal", "set"]
+    type: Literal["mega_deal", "set", "export_controls", "foundry_shock", "demand_shock", "capital_shock",
+                  "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust"]
     # mega_deal
     lab: str | None = None
     cloud: str | None = None
@@ -288,16 +308,33 @@ class Event(_Section):
     # set
     key: str | None = None
     value: float | bool | str | None = None
+    # export_controls: who loses access to the newest chip generation
+    labs: list[str] | None = None
+    clouds: list[str] | None = None
+    # shocks: foundry capacity cut by ``share`` for ``months``; demand/capital levels x ``factor``
+    share: float | None = Field(None, ge=0, le=1)
+    months: int | None = Field(None, ge=0, le=600)
+    factor: float | None = Field(None, gt=0, le=1000)
+    growth_annual: float | None = Field(None, gt=0, le=100)
+    # open_weights: new diffusion rate; ecosystem_shift: captive catch-up
+    diffusion: float | None = Field(None, ge=0, le=1)
+    maturity_months: float | None = Field(None, gt=0)
+    capacity_multiplier: float = Field(1.0, gt=0, le=100)
+    gen_lag_months: int | None = Field(None, ge=0, le=60)
+    # public_compute
+    budget_usd_year: float | None = Field(None, ge=0)
+    max_capital_usd: float | None = Field(None, ge=0)
+    name: str = "Public Compute"
+    # antitrust
+    ban_exclusivity: bool = False
+    ban_equity_for_compute: bool = False
+    max_lab_share_of_cloud: float | None = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _check(self):
-        if self.type == "mega_deal":
-            missing = [k for k in ("lab", "cloud", "value_usd", "term_months", "gw", "chip_kind")
-                       if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"mega_deal needs {', '.join(missing)}")
-        if self.type == "set" and (self.key is None or self.value is None):
-            raise ValueError("set needs key and value")
+        missing = [k for k in _REQUIRED[self.type] if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{self.type} event needs {', '.join(missing)}")
         return self
 
 
@@ -345,6 +382,12 @@ class Scenario(_Section):
                 near = difflib.get_close_matches(str(e.key), sorted(valid), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise ValueError(f"set event ({e.month}) has unknown key {e.key!r}{hint}")
+            if e.type == "export_controls":
+                bad = [x for x in e.clouds if x not in clouds] + [x for x in e.labs if x not in labs]
+                if bad:
+                    raise ValueError(f"export_controls ({e.month}) names unknown labs or clouds: {', '.join(bad)}")
+            if e.type == "algorithmic_breakthrough" and e.lab is not None and e.lab not in labs:
+                raise ValueError(f"algorithmic_breakthrough ({e.month}) lab {e.lab!r} is not one of the named labs")
             if e.type == "mega_deal":
                 if e.cloud not in clouds:
                     raise ValueError(f"mega_deal cloud {e.cloud!r} is not one of {sorted(clouds)}")
@@ -424,6 +467,19 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _merge_named(base: list, over: list) -> list:
+    """Merge lists of named tables: an item with an existing name updates it, a new name is appended."""
+    out = [dict(x) for x in base]
+    index = {x.get("name"): i for i, x in enumerate(out)}
+    for item in over:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name in index:
+            out[index[name]] = _deep_merge(out[index[name]], item)
+        else:
+            out.append(item)
+    return out
+
+
 def resolve_path(name_or_path: str | Path) -> Path:
     """The file of a scenario given by name (in ``scenarios/``) or by path; ScenarioError if missing."""
     p = Path(name_or_path)
@@ -467,8 +523,10 @@ def _raw(name_or_path, seen=()) -> tuple[dict, Path]:
         base, _ = _raw(parent, (*seen, parent))
         base.pop("description", None)
         base.pop("name", None)
+        merged = {k: _merge_named(base.get(k, []), data[k]) for k in ("clouds", "vendors", "labs") if k in data}
         events = base.get("events", []) + data.get("events", [])
-        data = _deep_merge(base, {k: v for k, v in data.items() if k != "events"})
+        data = _deep_merge(base, {k: v for k, v in data.items() if k not in ("events", *merged)})
+        data.update(merged)
         if events:
             data["events"] = events
     return data, path

@@ -45,9 +45,9 @@ def test_baseline_validates():
     assert isinstance(scn, Scenario)
     assert scn.name == "baseline"
     assert scn.run.start == "2024-01" and scn.run.months == 120 and scn.run.seed == 1
-    assert [c.name for c in scn.clouds] == ["Azure", "AWS", "Google Cloud", "CoreWeave", "Lambda"]
+    assert [c.name for c in scn.clouds] == ["Azure", "AWS", "Google Cloud", "CoreWeave", "Lambda", "Alibaba Cloud"]
     assert {v.name for v in scn.vendors} == {"Nvidia", "AMD", "TPU", "Trainium", "Maia"}
-    assert len(scn.labs) == 7 and scn.generated_labs.n == 20
+    assert len(scn.labs) == 9 and scn.generated_labs.n == 20
     assert scn.events == []
     owners = {v.name: v.owner for v in scn.vendors if v.kind == "captive"}
     assert owners == {"TPU": "Google Cloud", "Trainium": "AWS", "Maia": "Azure"}
@@ -390,3 +390,21 @@ def test_unknown_keys_rejected(key, value, as_list):
     assume(key not in VALID_KEYS)
     overrides = [f"{key}={value!r}"] if as_list and not isinstance(value, str) else {key: value}
     _assert_clean_scenario_error(overrides, key)
+
+
+def test_extends_merges_named_lists(tmp_path):
+    """A child scenario updates a named cloud/lab in place and appends new ones; events accumulate."""
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "mega_deal"\n'
+                     '[[clouds]]\nname = "Lambda"\ncash_usd = 1.0e9\n'
+                     '[[clouds]]\nname = "Nebius"\nkind = "neocloud"\ncash_usd = 1.0e9\nfleet_h100e = 1000\n'
+                     'power_mw = 2\n'
+                     '[[events]]\nmonth = "2027-01"\ntype = "foundry_shock"\nshare = 0.2\nmonths = 3\n')
+    scn = load_scenario(child)
+    base = load_scenario("baseline")
+    names = [c.name for c in scn.clouds]
+    assert names == [c.name for c in base.clouds] + ["Nebius"]
+    lam = next(c for c in scn.clouds if c.name == "Lambda")
+    assert lam.cash_usd == 1.0e9 and lam.fleet_h100e == next(c for c in base.clouds if c.name == "Lambda").fleet_h100e
+    assert [e.type for e in scn.events] == ["mega_deal", "foundry_shock"]
+    assert scn.name == "child"
