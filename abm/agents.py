@@ -258,39 +258,52 @@ class CloudProvider(MarketAgent):
         return best, price, kw
 
     def plan_capacity(self) -> None:
-        """Forecast demand, order chips and build power to meet it, financed by cash and debt (phase 3)."""
+        """Forecast demand; order chips for the chip lead time and build power for the build lead time,
+        financed by cash and debt (phase 3).
+
+        Demand now = peak committed volume over the forecast window + spot sales (counted only while the
+        spot price covers the floor) + demand no cloud could serve. It is projected at this cloud's own
+        observed demand growth (capped at 3x a year) to the month a decision taken now would deliver.
+        """
         m, cc = self.model, self.model.cfg.cloud_params
         t = m.t
         self.capex = 0.0
         h = cc.forecast_months
         committed = float(m.committed[self.idx, t: t + h].max()) if t + h <= m.committed.shape[1] else 0.0
         spot_value = min(max((m.spot_price_ewma / max(self.floor_price, 1e-9) - 0.8) / 0.4, 0.0), 1.0)
-        target = cc.capacity_buffer * (committed + self.spot_ewma * spot_value + self.unmet_ewma)
-        life = cc.life_months
-        retiring = sum(hh for mm, hh in zip(self.v_month, self.v_h100e, strict=True) if t + h - mm >= life)
-        planned = (self.online - retiring + sum(p[1] for p in self.pending) + sum(s[0] for s in self.stored)
-                   + self.outstanding_orders())
-        gap = target - planned
+        demand_now = committed + self.spot_ewma * spot_value + self.unmet_ewma
         self.demand_hist.append(committed + self.spot_ewma)
-        if gap <= 1.0:
+        growth = min(max(self.demand_growth(), 1.0), 3.0)
+        chip_lead = m.cfg.chips.delivery_lag_months + 2
+        build_lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
+        life = cc.life_months
+
+        def surviving(months: int) -> float:
+            return sum(hh for mm, hh in zip(self.v_month, self.v_h100e, strict=True) if t + months - mm < life)
+
+        pipeline = (sum(p[1] for p in self.pending) + sum(s[0] for s in self.stored) + self.outstanding_orders())
+        chip_target = cc.capacity_buffer * demand_now * growth ** (chip_lead / 12)
+        chip_gap = max(chip_target - surviving(chip_lead) - pipeline, 0.0)
+        orders = self.split_order(chip_gap) if chip_gap > 1.0 else []
+        _, _, kw_new = self.cheapest_source()
+        # Power for the fleet expected when a build started now is ready.
+        power_target = cc.capacity_buffer * demand_now * growth ** (build_lead / 12) * kw_new / 1000.0
+        power_planned = self.power_online + sum(mw for _, mw in self.builds)
+        power_kept = self.power_used - sum(hh * kw for mm, hh, kw in zip(self.v_month, self.v_h100e, self.v_kw,
+                                                                       strict=True) if t + build_lead - mm >= life) / 1000.0
+        pipeline_mw = (sum(p[1] * p[3] for p in self.pending) + sum(s[0] * s[2] for s in self.stored)
+                       + sum(v.terms_for(self)[1] * v.orders.get(self.unique_id, 0.0) for v in m.vendors)
+                       + sum(q * v.terms_for(self)[1] for v, q in orders)) / 1000.0
+        need_mw = max(power_target - (power_planned - power_kept - pipeline_mw) - power_kept - pipeline_mw, 0.0)
+        need_mw = max(need_mw, power_kept + pipeline_mw - power_planned)  # never less than what is on order
+        build_mw = max(need_mw, 0.0)
+        if not orders and build_mw <= 0:
             return
-        # Money available: cash above a month of costs plus headroom under the leverage limit.
+        # Money available: cash plus headroom under the leverage limit.
         fleet_value = float(np.dot(self.v_h100e, self.v_cost)) if self.v_h100e else 0.0
         headroom = 0.0 if self.public else cc.leverage_max * (fleet_value + max(self.cash, 0.0)) - self.debt
         budget = max(self.cash, 0.0) + max(headroom, 0.0)
-        orders = self.split_order(gap)
-        kw_new = {v.unique_id: v.terms_for(self)[1] for v, _ in orders}
         chip_cost = sum(v.terms_for(self)[0] * q for v, q in orders)
-        need_mw = sum(q * kw_new[v.unique_id] for v, q in orders) / 1000.0
-        free_mw = (self.power_online + sum(mw for _, mw in self.builds) - self.power_used
-                   - sum(p[1] * p[3] for p in self.pending) / 1000.0 - sum(s[0] * s[2] for s in self.stored) / 1000.0
-                   - sum(v.terms_for(self)[1] * v.orders.get(self.unique_id, 0.0) for v in m.vendors) / 1000.0)
-        # Power is planned for the demand expected when a build started now would be ready.
-        lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
-        growth = min(max(self.demand_growth(), 1.0), 3.0) ** (lead / 12) - 1.0
-        need_mw += growth * target * kw_new.get(orders[0][0].unique_id, m.cfg.chips.kw_per_h100e) / 1000.0 \
-            if orders else 0.0
-        build_mw = max(need_mw - max(free_mw, 0.0), 0.0)
         build_cost = build_mw * cc.facility_capex_usd_per_mw
         total = chip_cost + build_cost
         scale = min(1.0, budget / total) if total > 0 else 0.0
@@ -300,8 +313,7 @@ class CloudProvider(MarketAgent):
             if q * scale > 0:
                 v.orders[self.unique_id] = v.orders.get(self.unique_id, 0.0) + q * scale
         if build_mw * scale > 0:
-            lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
-            self.builds.append((t + lead, build_mw * scale))
+            self.builds.append((t + build_lead, build_mw * scale))
             self.pay_or_borrow("facility_construction", build_cost * scale, "facility_capex")
             self.capex += build_cost * scale
 
@@ -382,6 +394,7 @@ class Lab(MarketAgent):
         self.other_funding = other_funding
         self.rd_share = cfg.efficiency.rd_share_init if rd_share is None else rd_share
         self.spend_rate = 0.0
+        self.spent_last = math.inf  # actual spend last month (unknown before the first month)
         self.rd_spend = 0.0
         self.run_flop = 0.0
         self.run_cost = 0.0
@@ -454,9 +467,11 @@ class Lab(MarketAgent):
         m, cfg = self.model, self.model.cfg
         cap, eff = cfg.capital, cfg.efficiency
         self.spend_rate *= cap.spend_growth_annual ** (1 / 12)
-        # Never plan to spend faster than six months of cash plus income allows.
+        # Never plan to spend faster than six months of cash plus income allows, nor far beyond what the
+        # lab managed to deploy last month (compute it could not get is not spent).
         ceiling = self.revenue_ewma + self.other_funding + max(self.cash, 0.0) / 6.0
-        self.spend_rate = min(self.spend_rate, ceiling)
+        deployable = max(self.spent_last * 1.5, self.revenue_ewma + self.other_funding, 1.0)
+        self.spend_rate = min(self.spend_rate, ceiling, deployable)
         # Adaptive split: compare marginal capability per dollar of R&D and of training compute.
         train_spend = (1 - self.rd_share) * self.spend_rate * m.train_fraction_est * cfg.training.run_months
         mr_c = ec.marginal_compute_return(max(train_spend * cfg.training.final_run_share, 1.0), m.gamma)

@@ -760,6 +760,7 @@ class ComputeMarket(mesa.Model):
             if len(lab.revenue_hist) > 13:
                 lab.revenue_hist.pop(0)
             lab.compute = float(k[i])
+            lab.compute_paid = float(owed[i] + spot_paid[i])
             lab.compute_train = float(train[i])
             lab.unit_price = float(unit[i])
             lab.potential_revenue = float(potential[i])
@@ -776,6 +777,7 @@ class ComputeMarket(mesa.Model):
             rd = min(lab.rd_share * lab.spend_rate, max(lab.cash, 0.0))
             lab.rd_spend = rd
             led.transfer(lab, "rd_staff", rd, "rd_spend")
+            lab.spent_last = rd + lab.compute_paid
         # Efficiency and training runs.
         alive = [lab for lab in labs if not lab.insolvent]
         if alive:

@@ -130,7 +130,7 @@ class CloudsCfg(_Section):
     build_lead_hyperscaler_months: int = _f(18, "months", "data-centre construction 12-24 months", ge=1, le=60)
     build_lead_neocloud_months: int = _f(12, "months", "neoclouds build faster (leased shells)", ge=1, le=60)
     leverage_max: float = _f(0.6, "-", "max debt / (fleet value + cash)", ge=0, le=0.95)
-    initial_pipeline_share: float = _f(0.8, "-", "power under construction at start, as a share of power "
+    initial_pipeline_share: float = _f(1.5, "-", "power under construction at start, as a share of power "
                                        "online, ready over the build lead time (hyperscaler capex 2023-24)", ge=0)
     capacity_buffer: float = _f(1.15, "x", "planned capacity over forecast demand", ge=1)
     forecast_months: int = _f(12, "months", "look-ahead of the capacity plan", ge=1, le=60)
