@@ -18,6 +18,14 @@ def apply_event(model, ev) -> None:
     handler(model, ev)
 
 
+def update_config(model, ev, over: dict) -> None:
+    """Apply ``key.path -> value`` changes to the model's scenario from this month on (validated)."""
+    data = apply_overrides(model.cfg.model_dump(by_alias=True), over, source=f"events ({ev.month})")
+    model.cfg = validate(data, source=f"events ({ev.month})")
+    model.env.cfg = model.cfg
+    model.refresh_constants()
+
+
 def mega_deal(model, ev) -> None:
     """Inject a committed-spend deal: a lab commits ``value_usd`` over ``term_months`` on a cloud.
 
@@ -52,12 +60,8 @@ def mega_deal(model, ev) -> None:
 
 
 def set_parameter(model, ev) -> None:
-    """Change a scenario parameter from this month on (for example ``capital.inflow_usd_month``)."""
-    data = model.cfg.model_dump(by_alias=True)
-    data = apply_overrides(data, {ev.key: ev.value}, source=f"events ({ev.month})")
-    model.cfg = validate(data, source=f"events ({ev.month})")
-    model.env.cfg = model.cfg
-    model.refresh_constants()
+    """Change a scenario parameter from this month on (for example ``capital.inflow_growth_annual``)."""
+    update_config(model, ev, {ev.key: ev.value})
     model.log_event("set", "environment", f"{ev.key} = {ev.value}")
 
 
@@ -101,10 +105,7 @@ def capital_shock(model, ev) -> None:
 
 def _set_growth(model, ev, key: str) -> None:
     if ev.growth_annual is not None:
-        data = apply_overrides(model.cfg.model_dump(by_alias=True), {key: ev.growth_annual},
-                               source=f"events ({ev.month})")
-        model.cfg = validate(data, source=f"events ({ev.month})")
-        model.env.cfg = model.cfg
+        update_config(model, ev, {key: ev.growth_annual})
 
 
 def algorithmic_breakthrough(model, ev) -> None:
@@ -129,20 +130,14 @@ def open_weights(model, ev) -> None:
         for lab in alive:
             lab.log_eff += ev.share * (front - lab.log_eff)
     if ev.diffusion is not None:
-        data = apply_overrides(model.cfg.model_dump(by_alias=True), {"efficiency.diffusion": ev.diffusion},
-                               source=f"events ({ev.month})")
-        model.cfg = validate(data, source=f"events ({ev.month})")
-        model.env.cfg = model.cfg
+        update_config(model, ev, {"efficiency.diffusion": ev.diffusion})
     model.log_event("open_weights", "environment", f"gap closed by {ev.share:.0%}")
 
 
 def ecosystem_shift(model, ev) -> None:
     """Captive silicon catches up faster: its ecosystem gap closes with half-life ``maturity_months`` from
     now, captive vendors' foundry share x ``capacity_multiplier``, and their generation lag is reset."""
-    data = apply_overrides(model.cfg.model_dump(by_alias=True),
-                           {"chips.ecosystem_maturity_months": ev.maturity_months}, source=f"events ({ev.month})")
-    model.cfg = validate(data, source=f"events ({ev.month})")
-    model.env.cfg = model.cfg
+    update_config(model, ev, {"chips.ecosystem_maturity_months": ev.maturity_months})
     for v in model.vendors:
         if v.kind == "captive":
             v.foundry_share = min(1.0, v.foundry_share * ev.capacity_multiplier)
@@ -186,9 +181,7 @@ def antitrust(model, ev) -> None:
     if ev.max_lab_share_of_cloud is not None:
         over["policy.max_lab_share_of_cloud"] = ev.max_lab_share_of_cloud
     if over:
-        data = apply_overrides(model.cfg.model_dump(by_alias=True), over, source=f"events ({ev.month})")
-        model.cfg = validate(data, source=f"events ({ev.month})")
-        model.env.cfg = model.cfg
+        update_config(model, ev, over)
     model.log_event("antitrust", "policy", ", ".join(f"{k}={v}" for k, v in over.items()))
 
 
