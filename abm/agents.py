@@ -78,8 +78,8 @@ class ChipVendor(MarketAgent):
     def terms_for(self, cloud) -> tuple[float, float]:
         """(price per H100e, kW per H100e) this vendor offers ``cloud``.
 
-        A cloud under export controls gets only the previous generation: the price per H100e and the power
-        per H100e of chips one generation older.
+        A cloud under export controls gets only the previous generation, from merchant and captive lines
+        alike: the price per H100e and the power per H100e of chips one generation older.
         """
         if cloud is not None and cloud.restricted:
             cfg = self.model.cfg.chips
@@ -294,9 +294,8 @@ class CloudProvider(MarketAgent):
         pipeline_mw = (sum(p[1] * p[3] for p in self.pending) + sum(s[0] * s[2] for s in self.stored)
                        + sum(v.terms_for(self)[1] * v.orders.get(self.unique_id, 0.0) for v in m.vendors)
                        + sum(q * v.terms_for(self)[1] for v, q in orders)) / 1000.0
-        need_mw = max(power_target - (power_planned - power_kept - pipeline_mw) - power_kept - pipeline_mw, 0.0)
-        need_mw = max(need_mw, power_kept + pipeline_mw - power_planned)  # never less than what is on order
-        build_mw = max(need_mw, 0.0)
+        # Build what the forecast needs, and at least enough for the fleet that stays and the chips on order.
+        build_mw = max(max(power_target, power_kept + pipeline_mw) - power_planned, 0.0)
         if not orders and build_mw <= 0:
             return
         # Money available: cash plus headroom under the leverage limit.

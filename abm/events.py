@@ -42,8 +42,9 @@ def mega_deal(model, ev) -> None:
     if ev.chip_kind == "captive" and vendor is None:
         raise ScenarioError(f"events: mega_deal chip_kind 'captive' but cloud {cloud.name!r} has no captive vendor")
     if vendor is None:
-        vendor, _, _ = cloud.cheapest_source()
-    kw = vendor.kw if vendor is not None else model.cfg.chips.kw_per_h100e
+        merchants = [v for v in model.vendors if v.kind == "merchant" and model.may_buy(cloud, v)]
+        vendor = min(merchants, key=lambda v: v.terms_for(cloud)[0], default=None)
+    kw = vendor.terms_for(cloud)[1] if vendor is not None else model.cfg.chips.kw_per_h100e
     volume = ev.gw * 1e6 / (kw * model.cfg.cloud_params.pue)
     ramp = min(ev.ramp_months, ev.term_months)
     months = ev.term_months
@@ -68,8 +69,8 @@ def set_parameter(model, ev) -> None:
 def export_controls(model, ev) -> None:
     """Named labs and clouds lose access to the newest chip generation from this month.
 
-    A restricted cloud buys merchant chips only, one generation behind (ChipVendor.terms_for), and no
-    captive chips; a restricted lab rents only from restricted clouds and stays out of the spot market.
+    A restricted cloud buys chips one generation behind (ChipVendor.terms_for); a restricted lab rents only
+    from restricted clouds and stays out of the spot market.
     """
     for cloud in model.clouds:
         if cloud.name in ev.clouds:

@@ -935,7 +935,7 @@ class ComputeMarket(mesa.Model):
         phys = max((lab.best_run_flop for lab in self.labs), default=1.0)
         log_e = max((lab.log_eff for lab in labs), default=0.0)
         self.frontier_hist.append((math.log(phys), log_e))
-        rev = sum(lab.revenue for lab in labs)
+        rev = sum(lab.revenue for lab in self.labs if lab.alive or lab.exit_month == self.t)
         self.sector_revenue_hist.append(rev)
         if len(self.sector_revenue_hist) > 12 and self.sector_revenue_hist[-13] > 0:
             g = rev / self.sector_revenue_hist[-13]

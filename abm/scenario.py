@@ -273,6 +273,14 @@ class GeneratedLabs(_Section):
         return self
 
 
+# Keys read only when the world is built: a `set` event on them would silently do nothing.
+_INITIAL_SECTIONS = {"run", "clouds", "vendors", "labs", "generated_labs", "name", "description", "extends",
+                     "events"}
+_INITIAL_KEYS = {"demand.initial_usd_month", "capital.inflow_usd_month", "chips.foundry_capacity_h100e_month",
+                 "background.volume_h100e", "background.reference_price_usd_hour", "efficiency.rd_half_usd",
+                 "chips.ecosystem_factor", "chips.captive_markup", "chips.initial_backlog_months",
+                 "cloud_params.initial_pipeline_share"}
+
 EVENT_TYPES = ("mega_deal", "set", "export_controls", "foundry_shock", "demand_shock", "capital_shock",
                "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust")
 _REQUIRED = {
@@ -378,6 +386,11 @@ class Scenario(_Section):
                     raise ValueError(f"lab {lab.name!r} has a contract with unknown cloud {c.cloud!r}")
         valid = set(_valid_keys(Scenario))
         for e in self.events:
+            if e.type == "set" and (e.key in valid and e.key.split(".")[0] in _INITIAL_SECTIONS
+                                    or e.key in _INITIAL_KEYS):
+                raise ValueError(f"set event ({e.month}): {e.key} only takes effect at the start of a run; "
+                                 "use a shock event (demand_shock, capital_shock, foundry_shock) or set a growth "
+                                 "rate instead")
             if e.type == "set" and e.key not in valid:
                 near = difflib.get_close_matches(str(e.key), sorted(valid), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""

@@ -181,3 +181,15 @@ def test_event_schema_requires_fields_per_type():
         Event(month="2025-01", type="foundry_shock")
     with pytest.raises(ValueError, match="public_compute event needs"):
         Event(month="2025-01", type="public_compute", budget_usd_year=1.0)
+
+
+def test_set_event_on_a_start_only_key_is_rejected_at_load():
+    """A set event on a parameter read only at start would do nothing: it is an error when loading."""
+    from abm.scenario import ScenarioError, validate
+
+    data = load_scenario("baseline").model_dump()
+    data["events"] = [{"month": "2025-01", "type": "set", "key": "demand.initial_usd_month", "value": 1.0}]
+    with pytest.raises(ScenarioError, match="only takes effect at the start"):
+        validate(data)
+    data["events"] = [{"month": "2025-01", "type": "set", "key": "demand.growth_annual", "value": 1.5}]
+    assert validate(data).events[0].key == "demand.growth_annual"
