@@ -284,8 +284,13 @@ class CloudProvider(MarketAgent):
         pipeline = (sum(p[1] for p in self.pending) + sum(s[0] for s in self.stored) + self.outstanding_orders())
         chip_target = cc.capacity_buffer * demand_now * growth ** (chip_lead / 12)
         chip_gap = max(chip_target - surviving(chip_lead) - pipeline, 0.0)
+        _, price_new, kw_new = self.cheapest_source()
+        if self.public:
+            # A public programme spends its budget on capacity (keeping six months of running costs).
+            unit = price_new + cc.facility_capex_usd_per_mw * kw_new * cc.pue / 1000.0
+            spare = self.cash - 6 * self.online * self.operating_cost()
+            chip_gap = max(chip_gap, spare / unit)
         orders = self.split_order(chip_gap) if chip_gap > 1.0 else []
-        _, _, kw_new = self.cheapest_source()
         # Power for the fleet expected when a build started now is ready.
         power_target = cc.capacity_buffer * demand_now * growth ** (build_lead / 12) * kw_new / 1000.0
         power_planned = self.power_online + sum(mw for _, mw in self.builds)
