@@ -1,14 +1,18 @@
-"""The ``abm`` command line: run a scenario, list scenarios, draw a run's overview figure.
+"""The ``abm`` command line: run a scenario, run an ensemble of seeds, compare scenarios, list scenarios,
+draw a run's overview figure.
 
 User mistakes (unknown scenario, broken TOML, bad ``--set``, out-of-range values, an existing output
 folder) end with one line ``abm: error: ...`` on stderr and exit status 2, and leave nothing on disk.
-matplotlib is imported only by ``abm overview``.
+matplotlib is imported only by ``abm overview`` and ``abm compare``; Dask only with ``--scheduler`` or
+``--dask-local``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
+import shutil
 import sys
 import time
 import tomllib
@@ -43,8 +47,10 @@ def _blame_flag(msg: str, args: argparse.Namespace) -> str:
     flags = [(item.split("=", 1)[0].strip(), f"--set {item}") for item in args.set or []]
     if args.months is not None:
         flags.append(("run.months", f"--months {args.months}"))
-    if args.seed is not None:
+    if getattr(args, "seed", None) is not None:
         flags.append(("run.seed", f"--seed {args.seed}"))
+    if getattr(args, "master_seed", None) is not None:
+        flags.append(("run.seed", f"--master-seed {args.master_seed}"))
     for key, flag in reversed(flags):  # the last --set of a key is the one that applies
         i = msg.find(f": {key}: ")
         if i >= 0:
@@ -84,6 +90,164 @@ def cmd_run(args: argparse.Namespace) -> int:
         heads = ", ".join(f"{k}={_fmt(last.get(k))}" for k in
                           ("lab_hhi_compute", "entry_barrier_usd", "frontier_capability"))
         print(f"{out}: {len(model.rows)} months in {wall:.1f} s; final {heads}")
+    return 0
+
+
+def _executor_kwargs(args: argparse.Namespace) -> dict:
+    return {"workers": args.workers, "scheduler": args.scheduler, "dask_local": args.dask_local}
+
+
+def _remove_if_empty_run(folder: Path, plans) -> None:
+    """After a failed start: remove a folder created by this command if no seed was completed in it."""
+    try:
+        if folder.is_dir() and not any(p.completed() for p in plans):
+            shutil.rmtree(folder, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from abm.scenario import ScenarioError
+
+    from .ensemble import EnsembleError, execute, prepare_ensemble, write_summary
+    from .executors import ExecutorError, make_executor
+
+    try:
+        plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
+                                overrides=args.set, out=args.out, force=args.force)
+    except ScenarioError as exc:
+        raise UserError(_blame_flag(str(exc), args)) from None
+    except EnsembleError as exc:
+        raise UserError(str(exc)) from None
+    for w in plan.warnings:
+        print(f"abm: warning: {w}", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        with make_executor(**_executor_kwargs(args)) as ex:
+            computed = execute([plan], ex, progress=not args.quiet, desc=plan.name)
+        write_summary(plan)
+    except BaseException as exc:
+        if plan.created_here:
+            _remove_if_empty_run(plan.out, [plan])
+        if isinstance(exc, EnsembleError | ExecutorError):
+            raise UserError(str(exc)) from None
+        _explain_failure(exc, args)
+        raise
+    wall = time.perf_counter() - t0
+    if not args.quiet:
+        print(f"{plan.out}: {plan.n} seeds x {plan.months} months ({computed} computed, "
+              f"{plan.n - computed} already done) in {wall:.1f} s")
+    return 0
+
+
+def _explain_failure(exc: BaseException, args: argparse.Namespace) -> None:
+    """Turn a file-system error, or a Dask cluster lost mid-run, into a one-line UserError."""
+    import concurrent.futures as cf
+
+    if isinstance(exc, OSError) and exc.filename is not None:
+        raise UserError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+    dask = args.scheduler is not None or args.dask_local is not None
+    if dask and isinstance(exc, OSError | cf.CancelledError | TimeoutError):
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"the Dask cluster failed ({msg}); finished seeds are kept: run the same command "
+                        "again to resume") from None
+
+
+def _folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "scenario"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from abm.scenario import ScenarioError, load_scenario
+
+    from . import compare as cmp
+    from .ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, stage_dir, write_summary
+    from .executors import ExecutorError, make_executor
+
+    if len(args.scenarios) < 2:
+        raise UserError("compare needs at least two scenarios (the first is the reference)")
+    try:
+        scns = [load_scenario(s, overrides=args.set or None, months=args.months) for s in args.scenarios]
+    except ScenarioError as exc:
+        raise UserError(_blame_flag(str(exc), args)) from None
+    names = [s.name for s in scns]
+    folders = [_folder_name(n) for n in names]
+    if len(set(folders)) != len(folders):
+        raise UserError(f"scenarios need distinct names (given {', '.join(names)}); set 'name' in the files")
+    master = scns[0].run.seed if args.master_seed is None else args.master_seed
+    months = scns[0].run.months  # the first scenario's (or --months) for all: pairs are month by month
+    horizons = args.horizons
+    within = [h for h in horizons if h <= months]
+    if not within:
+        raise UserError(f"--horizons {','.join(map(str, horizons))}: every horizon is beyond the run's "
+                        f"{months} months")
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{'-vs-'.join(folders)}-{args.seeds}"
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not out.is_dir():
+            raise UserError(f"{out} exists and is not a directory; choose another --out")
+        if any(out.iterdir()) and not (out / "compare.json").is_file():
+            raise UserError(f"{out} exists and is not a comparison folder (no compare.json); "
+                            "choose another --out")
+    try:
+        plans = [prepare_ensemble(s, args.seeds, master_seed=master, months=months, overrides=args.set,
+                                  out=out / f, force=args.force) for s, f in zip(args.scenarios, folders,
+                                                                                  strict=True)]
+    except ScenarioError as exc:
+        raise UserError(_blame_flag(str(exc), args)) from None
+    except EnsembleError as exc:
+        raise UserError(str(exc)) from None
+    for p in plans:
+        for w in p.warnings:
+            print(f"abm: warning: {p.name}: {w}", file=sys.stderr)
+    command = cmp.command_line(args.scenarios, args.seeds, master, months, horizons, args.set, out)
+    info = {"scenarios": names, "sources": list(args.scenarios), "reference": names[0],
+            "folders": folders, "n_seeds": args.seeds, "master_seed": master, "months": months,
+            "overrides": list(args.set), "horizons": horizons, "command": command}
+    info_text = json.dumps(info, indent=2) + "\n"
+
+    t0 = time.perf_counter()
+    created = False
+    try:
+        with make_executor(**_executor_kwargs(args)) as ex:
+            if not (out.is_dir() and any(out.iterdir())):
+                def populate(d: Path) -> None:
+                    (d / "compare.json").write_text(info_text, encoding="utf-8")
+                    for p, f in zip(plans, folders, strict=True):
+                        p.populate(d / f)
+
+                stage_dir(out, populate)
+                created = True
+                for p in plans:
+                    p.state = "resume"
+            computed = execute(plans, ex, progress=not args.quiet, desc="compare")
+        data = {}
+        for name, p in zip(names, plans, strict=True):
+            data[name] = p.load()
+            write_summary(p, data[name])
+        rows = cmp.comparison_rows(names, data, within)
+        cmp.write_csv(out / "comparison.csv", rows)
+        md = cmp.markdown(rows, names, args.seeds, master, months, horizons, command)
+        atomic_write(out / "comparison.md", md)
+        cmp.draw_figures(out / "figures", names, data)
+        atomic_write(out / "compare.json", info_text)
+    except BaseException as exc:
+        if created:
+            _remove_if_empty_run(out, plans)
+        else:
+            for p in plans:
+                if p.created_here:
+                    _remove_if_empty_run(p.out, [p])
+        if isinstance(exc, EnsembleError | ExecutorError):
+            raise UserError(str(exc)) from None
+        _explain_failure(exc, args)
+        raise
+    wall = time.perf_counter() - t0
+    if not args.quiet:
+        total = sum(p.n for p in plans)
+        print(f"{out}: {len(plans)} scenarios x {args.seeds} seeds x {months} months ({computed} of {total} "
+              f"runs computed) in {wall:.1f} s; comparison.csv, comparison.md, figures/")
     return 0
 
 
@@ -149,6 +313,15 @@ def _pos_int(text: str) -> int:
     return v
 
 
+def _horizons(text: str) -> list[int]:
+    from .compare import parse_horizons
+
+    try:
+        return parse_horizons(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _override(text: str) -> str:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -161,6 +334,25 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"abm: error: {message}; see '{self.prog} --help'\n")
+
+
+def _ensemble_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--seeds", type=_pos_int, required=True, metavar="N", help="number of seeds (>= 1)")
+    p.add_argument("--master-seed", type=_nonneg_int, metavar="S",
+                   help="master seed of the child seeds (default: the (first) scenario's run.seed)")
+    p.add_argument("--months", type=_pos_int, metavar="N", help="months to simulate (default: run.months)")
+    p.add_argument("--out", metavar="DIR", help=f"output folder (default: {default_out})")
+    p.add_argument("--set", action="append", type=_override, metavar="KEY.PATH=VALUE", default=[],
+                   help="override a scenario value, e.g. --set capital.kappa=2 (repeatable)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
+                   help="local worker processes (default 1: run in this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
+    g.add_argument("--dask-local", type=_pos_int, metavar="W",
+                   help="start a local Dask cluster of W worker processes for this run")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing folder made with other arguments")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no final line")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +379,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print nothing on success")
     r.set_defaults(func=cmd_run)
 
+    e = sub.add_parser(
+        "ensemble", help="run a scenario with many seeds and summarise them month by month",
+        description="Run SCENARIO with N child seeds of one master seed; keep each seed's timeseries and "
+                    "write ensemble.csv (per month and column: mean, std, 2.5/50/97.5 percentiles, 95% CI "
+                    "of the mean). Resumable: running the same command again computes only missing seeds.")
+    e.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
+    _ensemble_args(e, "runs/<scenario>-ensemble-<N>/")
+    e.set_defaults(func=cmd_ensemble)
+
+    c = sub.add_parser(
+        "compare", help="compare scenarios with common random numbers at given horizons",
+        description="Run every scenario's ensemble with the same seeds (common random numbers) and write "
+                    "comparison.csv, comparison.md and figures/<metric>.png: paired differences to the "
+                    "first scenario of the headline metrics at each horizon, with 95% CIs.")
+    c.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+                   help="two or more scenarios (names or .toml paths); the first is the reference")
+    c.add_argument("--horizons", type=_horizons, default=[12, 36, 60, 120], metavar="H1,H2,...",
+                   help="months at which to compare (default 12,36,60,120; beyond the run: skipped)")
+    _ensemble_args(c, "runs/compare-<A>-vs-<B>-<N>/")
+    c.set_defaults(func=cmd_compare)
+
     s = sub.add_parser("scenarios", help="list the scenarios in scenarios/",
                        description="List the scenarios in scenarios/ with their descriptions.")
     s.set_defaults(func=cmd_scenarios)
@@ -202,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.error("a command is required: run, scenarios or overview")
+        parser.error("a command is required: run, ensemble, compare, scenarios or overview")
     try:
         return args.func(args)
     except UserError as exc:
