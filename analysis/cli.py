@@ -111,6 +111,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     from .ensemble import EnsembleError, execute, prepare_ensemble, write_summary
     from .executors import ExecutorError, make_executor
+    from .runio import OutputError
 
     try:
         plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
@@ -129,7 +130,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     except BaseException as exc:
         if plan.created_here:
             _remove_if_empty_run(plan.out, [plan])
-        if isinstance(exc, EnsembleError | ExecutorError):
+        if isinstance(exc, EnsembleError | ExecutorError | OutputError):
             raise UserError(str(exc)) from None
         _explain_failure(exc, args)
         raise
@@ -163,8 +164,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from abm.scenario import ScenarioError, load_scenario
 
     from . import compare as cmp
-    from .ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, stage_dir, write_summary
+    from .ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
     from .executors import ExecutorError, make_executor
+    from .runio import OutputError, stage_dir
 
     if len(args.scenarios) < 2:
         raise UserError("compare needs at least two scenarios (the first is the reference)")
@@ -239,7 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for p in plans:
                 if p.created_here:
                     _remove_if_empty_run(p.out, [p])
-        if isinstance(exc, EnsembleError | ExecutorError):
+        if isinstance(exc, EnsembleError | ExecutorError | OutputError):
             raise UserError(str(exc)) from None
         _explain_failure(exc, args)
         raise

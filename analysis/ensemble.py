@@ -40,7 +40,7 @@ import sys
 import time
 import tomllib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -50,7 +50,7 @@ import numpy as np
 from abm.metrics import COLUMNS, NULLABLE
 from abm.scenario import Scenario, ScenarioError, load_scenario, to_toml, validate
 
-from .runio import cell, run_scenario
+from .runio import cell, run_scenario, stage_dir
 
 SEEDS_DIR = "seeds"
 TIMESERIES = "timeseries.csv"
@@ -248,50 +248,6 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
-        raise
-
-
-def stage_dir(final: Path, populate: Callable[[Path], None], replace: bool = False) -> None:
-    """Create folder ``final`` atomically: ``populate`` fills a temporary sibling that is then renamed.
-
-    ``final`` must be absent or an empty folder, or with ``replace`` any folder (moved aside and deleted
-    once the new one is in place). On failure nothing is left: neither the temporary folder nor parents
-    created here.
-    """
-    final = Path(os.path.abspath(final))
-    parent = final.parent
-    created: list[Path] = []
-    p = parent
-    while not p.exists():
-        created.append(p)
-        p = p.parent
-    tmp = parent / f".{final.name}.tmp-{os.getpid()}"
-    old = parent / f".{final.name}.old-{os.getpid()}"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        populate(tmp)
-        if final.exists() and any(final.iterdir()):
-            if not replace:
-                raise EnsembleError(f"{final} exists; use --force to replace it")
-            os.replace(final, old)
-            try:
-                os.replace(tmp, final)
-            except BaseException:
-                os.replace(old, final)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for c in created:  # innermost first
-            try:
-                c.rmdir()
-            except OSError:
-                break
         raise
 
 

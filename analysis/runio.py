@@ -15,7 +15,7 @@ import numbers
 import os
 import platform
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -178,39 +178,40 @@ def check_target(out_dir: str | Path, force: bool = False) -> Path:
     return out
 
 
-def write_run(model: ComputeMarket, out_dir: str | Path, wall_time: float, force: bool = False) -> Path:
-    """Write the run's files into ``out_dir`` atomically and return its path.
+def stage_dir(final: Path, populate: Callable[[Path], None], replace: bool = False) -> None:
+    """Create folder ``final`` atomically: ``populate`` fills a temporary sibling that is then renamed.
 
-    Everything is written into a temporary sibling ``.<name>.tmp-<pid>`` and renamed into place; an
-    existing run folder is replaced only with ``force`` (moved aside, then deleted once the new one is in
-    place). On any failure the temporary folder (and any parent folder created here) is removed and an
-    existing target is left untouched.
+    ``final`` must be absent or an empty folder, or with ``replace`` any folder (moved aside and deleted
+    once the new one is in place). On failure nothing is left: neither the temporary folder nor parents
+    created here.
     """
-    out = Path(os.path.abspath(check_target(out_dir, force)))  # normalised: "." and ".." have a name
-    parent = out.parent
+    final = Path(os.path.abspath(final))
+    parent = final.parent
     created: list[Path] = []
     p = parent
     while not p.exists():
         created.append(p)
         p = p.parent
-    tmp = parent / f".{out.name}.tmp-{os.getpid()}"
-    old = parent / f".{out.name}.old-{os.getpid()}"
+    tmp = parent / f".{final.name}.tmp-{os.getpid()}"
+    old = parent / f".{final.name}.old-{os.getpid()}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        _write_files(model, tmp, wall_time)
-        if out.exists() and any(out.iterdir()):
-            os.replace(out, old)
+        populate(tmp)
+        if final.exists() and any(final.iterdir()):
+            if not replace:
+                raise OutputError(f"{final} exists; use --force to replace it")
+            os.replace(final, old)
             try:
-                os.replace(tmp, out)
+                os.replace(tmp, final)
             except BaseException:
-                os.replace(old, out)
+                os.replace(old, final)
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, out)  # an empty existing directory is replaced by rename(2)
+            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for c in created:  # innermost first
@@ -219,4 +220,18 @@ def write_run(model: ComputeMarket, out_dir: str | Path, wall_time: float, force
             except OSError:
                 break
         raise
+
+
+
+def write_run(model: ComputeMarket, out_dir: str | Path, wall_time: float, force: bool = False) -> Path:
+    """Write the run's files into ``out_dir`` atomically and return its path.
+
+    Everything is written into a temporary sibling and renamed into place (see :func:`stage_dir`); an
+    existing run folder is replaced only with ``force``. On any failure nothing is left behind and an
+    existing target is untouched.
+    """
+    out = Path(os.path.abspath(check_target(out_dir, force)))  # normalised: "." and ".." have a name
+    stage_dir(out, lambda tmp: _write_files(model, tmp, wall_time), replace=True)
     return Path(out_dir)
+
+
