@@ -56,6 +56,7 @@ class ChipVendor(MarketAgent):
         self.owner_name = spec.owner
         self.owner = None
         self.capacity = spec.capacity_h100e_month
+        self.output = self.capacity
         self.foundry_share = spec.foundry_share
         self.base_cost = spec.base_cost_usd_per_h100e
         self.markup = spec.markup if spec.kind == "merchant" else cfg.captive_markup
@@ -100,13 +101,15 @@ class ChipVendor(MarketAgent):
         release = max(self.gen_release, 0)
         self.unit_cost = ec.unit_cost(self.base_cost, release, cfg.annual_cost_decline)
         self.kw = cfg.kw_per_h100e * (1 - cfg.energy_efficiency_gain) ** (release / 12)
-        cap_limit = self.foundry_share * m.env.foundry_capacity
+        cap_limit = self.foundry_share * m.env.foundry_base
         excess = self.backlog / max(self.capacity * cfg.delivery_lag_months, 1.0) - 1.0
         growth = cfg.vendor_capacity_growth_max * min(max(excess, 0.0), 1.0)
         self.capacity = min(self.capacity * (1 + growth), cap_limit) if cap_limit > 0 else 0.0
+        # What the foundry actually delivers this month: a foundry shock cuts every vendor's output.
+        self.output = self.capacity * (1.0 - m.env.foundry_cut_now)
         if self.kind == "merchant":
             self.markup = ec.update_markup(self.markup, self.backlog / max(cfg.delivery_lag_months, 1),
-                                           self.capacity, cfg.markup_speed, cfg.markup_min, cfg.markup_max)
+                                           self.output, cfg.markup_speed, cfg.markup_min, cfg.markup_max)
         self.price = self.unit_cost * (1 + self.markup)
 
 
@@ -159,6 +162,7 @@ class CloudProvider(MarketAgent):
         self.revenue = 0.0
         self.equity_stakes: dict[int, float] = {}
         self.equity_invested = 0.0
+        self.last_equity_deal = -10**6
         self.unmet_month = 0.0
         self.demand_hist: list[float] = []
         self.restricted = False

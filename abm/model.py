@@ -90,10 +90,10 @@ class Environment:
         while self.t < t:
             self._advance()
         c = self.cfg
-        cut = self.foundry_cut if t < self.foundry_cut_until or self.foundry_cut_until < 0 else 0.0
         if self.foundry_cut_until >= 0 and t >= self.foundry_cut_until:
             self.foundry_cut = 0.0
-        self.foundry_capacity = self.foundry_base * (1.0 - cut)
+        self.foundry_cut_now = self.foundry_cut
+        self.foundry_capacity = self.foundry_base * (1.0 - self.foundry_cut_now)
         if self.inflow_factor_until >= 0 and t >= self.inflow_factor_until:
             self.inflow_factor = 1.0
             self.inflow_factor_until = -1
@@ -397,7 +397,7 @@ class ComputeMarket(mesa.Model):
             if not ids:
                 continue
             qty = np.array([v.orders[k] for k in ids])
-            fill = ec.allocate_supply(v.capacity, qty, cfg.allocation_rule, order_rank=np.array(ids))
+            fill = ec.allocate_supply(v.output, qty, cfg.allocation_rule, order_rank=np.array(ids))
             rows = {k: []for k in ("buyer", "seller", "kind", "volume", "start", "end", "price", "signed", "status")}
             for k, q in zip(ids, fill, strict=True):
                 if q <= 0:
@@ -473,7 +473,8 @@ class ComputeMarket(mesa.Model):
         pol = self.cfg.policy
         if not pol.equity_for_compute_allowed:
             return
-        clouds = [c for c in self.clouds if c.kind == "hyperscaler" and c.cash > pol.equity_deal_min_cash_usd]
+        clouds = [c for c in self.clouds if c.kind == "hyperscaler" and c.cash > pol.equity_deal_min_cash_usd
+                  and self.t - c.last_equity_deal >= pol.equity_deal_interval_months]
         order = self.rng.permutation(len(clouds))
         for i in order:
             cloud = clouds[int(i)]
@@ -499,6 +500,7 @@ class ComputeMarket(mesa.Model):
             lab.dilute(cloud.name, share)
             cloud.equity_stakes[lab.unique_id] = share
             cloud.equity_invested += invest
+            cloud.last_equity_deal = self.t
             self.ledger.transfer(cloud, lab, invest, "equity_for_compute")
             lab.capital_raised += invest
             self.sign(lab, cloud, "equity_for_compute", volume, self.t, term, price, ramp=6,
@@ -869,7 +871,8 @@ class ComputeMarket(mesa.Model):
         """
         ct = self.cfg.contracting
         term = min(ct.terms_months)
-        floors = np.array([c.floor_price for c in self.clouds])
+        market = [c for c in self.clouds if not c.public and not c.restricted]
+        floors = np.array([c.floor_price for c in market])
         spot_path = ec.expected_price_path(self.spot_price_ewma, term, ct.forward_price_decline)
         pdef = float(ec.default_probability(cash / max(obligation, 1.0), ct.risk_k))
         cmin = (1 + pdef * ct.lgd) * max(float(np.median(floors)) * (1 - ct.forward_price_decline) ** (term / 24),
@@ -877,9 +880,13 @@ class ComputeMarket(mesa.Model):
         alt = spot_path * (1 + ct.spot_risk_premium)
         r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, self.cfg.capital.target_runway_months,
                                            ct.lab_impatience))
-        r_cloud = float(np.median([c.cost_of_capital for c in self.clouds])) / 12
+        r_cloud = float(np.median([c.cost_of_capital for c in market])) / 12
         p = float(ec.nash_price(alt, cmin, ec.rubinstein_weight(r_lab, r_cloud)))
-        return p if np.isfinite(p) else max(cmin, alt)
+        p = p if np.isfinite(p) else max(cmin, alt)
+        # A public provider with spare capacity that would take this entrant rents at its floor.
+        public = [c.floor_price for c in self.clouds if c.public and cash <= c.eligible_capital_max
+                  and self.available(c, self.t, term) > 0]
+        return min([p, *public])
 
     def compute_entry_barrier(self, efficiency_fraction: float | None = None, cash: float | None = None) -> float:
         """Capital a representative entrant needs to reach a viable capability in its horizon (S9)."""

@@ -206,7 +206,11 @@ class PolicyCfg(_Section):
                                        gt=0, le=1)
     equity_deal_min_cash_usd: float = _f(2.0e10, "$", "cash a cloud needs to make an equity-for-compute "
                                          "offer", ge=0)
-    equity_deal_share_of_cash: float = _f(0.05, "-", "share of a cloud's cash in one equity offer", ge=0, le=1)
+    equity_deal_share_of_cash: float = _f(0.03, "-", "share of a cloud's cash in one equity offer (Amazon's "
+                                          "$4B rounds in Anthropic, 2023-24, were ~3-5% of its cash)", ge=0, le=1)
+    equity_deal_interval_months: int = _f(12, "months", "a cloud makes at most one equity-for-compute deal in "
+                                          "this many months (Microsoft-OpenAI, Amazon- and Google-Anthropic: "
+                                          "about one round a year)", ge=1, le=240)
     equity_commit_multiple: float = _f(1.0, "x", "committed spend per dollar of equity", gt=0)
 
 

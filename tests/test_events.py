@@ -193,3 +193,26 @@ def test_set_event_on_a_start_only_key_is_rejected_at_load():
         validate(data)
     data["events"] = [{"month": "2025-01", "type": "set", "key": "demand.growth_annual", "value": 1.5}]
     assert validate(data).events[0].key == "demand.growth_annual"
+
+
+def test_foundry_shock_cuts_vendor_output_and_shipments():
+    """During a foundry shock every vendor ships at most (1 - share) of its capacity."""
+    m = model_with([{"month": "2024-04", "type": "foundry_shock", "share": 0.5, "months": 6}])
+    step_to(m, 4)
+    for v in m.vendors:
+        assert v.output == pytest.approx(0.5 * v.capacity)
+    assert np.all(m.shipments_hist[-1] <= np.array([v.output for v in m.vendors]) + 1e-6)
+    step_to(m, 10)
+    for v in m.vendors:
+        assert v.output == pytest.approx(v.capacity)
+
+
+def test_public_compute_lowers_the_entry_price_of_eligible_entrants():
+    """An entrant eligible for public compute with spare capacity is quoted the public floor at most."""
+    m = model_with([{"month": "2024-02", "type": "public_compute", "budget_usd_year": 2.4e10,
+                     "max_capital_usd": 1.0e9}], months=40)
+    step_to(m, 36)
+    pub = by_name(m.clouds, "Public Compute")
+    assert m.available(pub, m.t, 12) > 0
+    assert m.entrant_price(5e8, 1e9) <= pub.floor_price + 1e-9
+    assert m.entrant_price(5e9, 1e9) > pub.floor_price  # too big to be eligible: market terms
