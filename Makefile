@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/abm run baseline --seed $(SEED) --out $(OUT) --force
 	$(VENV)/bin/abm overview $(OUT)
+	$(VENV)/bin/abm report $(OUT)
 
 test: install
 	$(VENV)/bin/python -m pytest -q

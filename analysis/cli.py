@@ -1,10 +1,10 @@
 """The ``abm`` command line: run a scenario, run an ensemble of seeds, compare scenarios, list scenarios,
-draw a run's overview figure.
+draw a run's overview figure, write an HTML report or an animation, serve the live dashboard.
 
 User mistakes (unknown scenario, broken TOML, bad ``--set``, out-of-range values, an existing output
 folder) end with one line ``abm: error: ...`` on stderr and exit status 2, and leave nothing on disk.
-matplotlib is imported only by ``abm overview`` and ``abm compare``; Dask only with ``--scheduler`` or
-``--dask-local``.
+matplotlib is imported only by the commands that draw (``overview``, ``compare``, ``report``, ``animate``);
+Dask only with ``--scheduler`` or ``--dask-local``; Mesa's visualization only by ``dashboard``.
 """
 
 from __future__ import annotations
@@ -294,6 +294,34 @@ def cmd_overview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ReportError, write_report
+
+    try:
+        path, _kind, _n = write_report(Path(args.dir))
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or args.dir}: {exc.strerror or exc}") from None
+    print(path)
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from .animate import write_animation
+    from .report import ReportError
+
+    try:
+        paths = write_animation(Path(args.dir), every=args.every, fps=args.fps)
+    except ReportError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or args.dir}: {exc.strerror or exc}") from None
+    for p in paths:
+        print(p)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ parser
 def _nonneg_int(text: str) -> int:
     try:
@@ -312,6 +340,16 @@ def _pos_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return v
+
+
+def _pos_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return v
 
 
@@ -410,14 +448,60 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Draw a 2x3 overview figure of a run folder into DIR/overview.png.")
     o.add_argument("dir", metavar="DIR", help="a folder written by 'abm run'")
     o.set_defaults(func=cmd_overview)
+
+    rp = sub.add_parser(
+        "report", help="write DIR/report.html: one self-contained page on a run, ensemble or comparison",
+        description="Write DIR/report.html, one self-contained HTML file (figures embedded, no external "
+                    "links) for a run folder (timeseries.csv), an ensemble folder (ensemble.csv) or a "
+                    "comparison folder (comparison.csv).")
+    rp.add_argument("dir", metavar="DIR", help="a folder written by 'abm run', 'abm ensemble' or 'abm compare'")
+    rp.set_defaults(func=cmd_report)
+
+    an = sub.add_parser(
+        "animate", help="write DIR/animation.gif (and .mp4 with ffmpeg): the run month by month",
+        description="Animate a run folder month by month: the contract network and the labs' shares of "
+                    "compute side by side. Writes DIR/animation.gif, and DIR/animation.mp4 when ffmpeg is "
+                    "on the PATH.")
+    an.add_argument("dir", metavar="DIR", help="a folder written by 'abm run'")
+    an.add_argument("--every", type=_pos_int, default=2, metavar="N",
+                    help="one frame every N months (default 2; the last month is always included)")
+    an.add_argument("--fps", type=_pos_float, default=6.0, metavar="F", help="frames per second (default 6)")
+    an.set_defaults(func=cmd_animate)
+
+    d = sub.add_parser("dashboard", help="serve the interactive dashboard in a web browser",
+                       description="Serve the interactive dashboard (Mesa SolaraViz: scenario, parameters, "
+                                   "Step/Play/Reset, live plots and the contract network) at http://HOST:PORT/ "
+                                   "until Ctrl-C. Works offline; each browser tab gets its own model.")
+    d.add_argument("--port", type=_port, default=8765, metavar="N", help="port to listen on (default 8765)")
+    d.add_argument("--host", default="127.0.0.1", metavar="H",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    d.add_argument("--open", action="store_true", help="also open the page in the default web browser")
+    d.set_defaults(func=cmd_dashboard)
     return p
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard_server import main_dashboard
+
+    return main_dashboard(args)
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}") from None
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return v
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.error("a command is required: run, ensemble, compare, scenarios or overview")
+        parser.error("a command is required: run, ensemble, compare, scenarios, overview, report, animate "
+                     "or dashboard")
     try:
         return args.func(args)
     except UserError as exc:
