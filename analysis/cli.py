@@ -323,24 +323,25 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parser
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return v
+def _bounded_int(lo: int, hi: int | None = None, what: str = "a whole number"):
+    """An argparse type: a whole number in [lo, hi], with a one-line message naming the range."""
+    allowed = f"{what} {lo}-{hi}" if hi is not None else f"{what} >= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return v
+_nonneg_int = _bounded_int(0)
+_pos_int = _bounded_int(1)
+_port = _bounded_int(1, 65535, "a port number")
 
 
 def _pos_float(text: str) -> float:
@@ -484,16 +485,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard_server import main_dashboard
 
     return main_dashboard(args)
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}") from None
-    if not 1 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
-    return v
 
 
 def main(argv: list[str] | None = None) -> int:
