@@ -166,6 +166,7 @@ class CloudProvider(MarketAgent):
         self.unmet_month = 0.0
         self.demand_hist: list[float] = []
         self.restricted = False
+        self.captive_commitment = 0.0  # H100e of committed captive-chip deals not yet ordered
         self.public = spec.kind == "public"
         self.eligible_capital_max = math.inf
         self.budget_month = 0.0
@@ -320,13 +321,15 @@ class CloudProvider(MarketAgent):
         for v, q in orders:
             if q * scale > 0:
                 v.orders[self.unique_id] = v.orders.get(self.unique_id, 0.0) + q * scale
+                if v is self.captive_vendor and self.captive_commitment > 0:
+                    self.captive_commitment = max(self.captive_commitment - q * scale, 0.0)
         if build_mw * scale > 0:
             self.builds.append((t + build_lead, build_mw * scale))
             self.pay_or_borrow("facility_construction", build_cost * scale, "facility_capex")
             self.capex += build_cost * scale
 
     def split_order(self, gap: float):
-        """Split an order between the captive vendor (if cheaper per effective H100e) and merchants."""
+        """Split an order between the captive vendor and merchants (see the comment on captive chips)."""
         m = self.model
         f = m.env.ecosystem_factor
         lag = max(m.cfg.chips.delivery_lag_months, 1)
@@ -335,9 +338,11 @@ class CloudProvider(MarketAgent):
         cv = self.captive_vendor
         merch = [v for v in m.vendors if v.kind == "merchant" and m.may_buy(self, v)]
         best_merchant = min((v.terms_for(self)[0] for v in merch), default=math.inf)
-        if cv is not None and cv.alive and m.may_buy(self, cv) and cv.price / f <= best_merchant:
-            room = max(cv.capacity * (lag + 2) - cv.backlog, 0.0)
-            q = min(rest, room)
+        if cv is not None and cv.alive and m.may_buy(self, cv):
+            # Captive chips when they are cheaper per effective H100e (within what the line can deliver
+            # soon), and always for the volume of a committed captive-chip deal not yet ordered.
+            room = max(cv.capacity * (lag + 2) - cv.backlog, 0.0) if cv.price / f <= best_merchant else 0.0
+            q = min(rest, max(room, self.captive_commitment))
             if q > 0:
                 out.append((cv, q))
                 rest -= q

@@ -31,7 +31,8 @@ def mega_deal(model, ev) -> None:
 
     The volume follows from the power: gw x 1e6 kW / (kW per H100e of the chip kind x PUE), ramped
     linearly over ``ramp_months`` while the cloud builds; the unit price is the value over the H100e-months
-    delivered. The cloud's capacity plan sees the backlog and orders chips of the named kind.
+    delivered. The cloud's capacity plan sees the backlog; for captive chips it orders the deal's volume
+    from its own line, whose foundry share grows by the deal's monthly volume over the ramp.
     """
     lab = next(lab for lab in model.labs if lab.name == ev.lab)
     cloud = next(c for c in model.clouds if c.name == ev.cloud)
@@ -55,6 +56,11 @@ def mega_deal(model, ev) -> None:
     exclusive = ev.exclusive and model.cfg.policy.exclusivity_allowed
     model.sign(lab, cloud, "reserved", volume, model.t, months, price, ramp=ramp, exclusive=exclusive,
                eff_factor=eff)
+    if ev.chip_kind == "captive":
+        # The cloud orders the deal's chips from its own line, which books the foundry capacity to make
+        # them over the ramp (on top of its share for the cloud's other needs).
+        cloud.captive_commitment += volume
+        vendor.foundry_share = min(1.0, vendor.foundry_share + volume / max(ramp, 1) / model.env.foundry_base)
 
     model.log_event("mega_deal", lab.name, f"{cloud.name}: {ev.gw} GW, {months} months, {ev.chip_kind} chips, "
                     f"{volume:,.0f} H100e at ${price / ec.HOURS_PER_MONTH:.2f}/h", ev.value_usd)

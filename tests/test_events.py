@@ -216,3 +216,15 @@ def test_public_compute_lowers_the_entry_price_of_eligible_entrants():
     assert m.available(pub, m.t, 12) > 0
     assert m.entrant_price(5e8, 1e9) <= pub.floor_price + 1e-9
     assert m.entrant_price(5e9, 1e9) > pub.floor_price  # too big to be eligible: market terms
+
+
+def test_captive_mega_deal_is_built_on_the_clouds_own_chips():
+    """A captive-chip deal books foundry share for the cloud's line and raises captive shipments."""
+    base = ComputeMarket("baseline", overrides={"run.months": 48}, rng=4)
+    deal = ComputeMarket("mega_deal", overrides={"run.months": 48}, rng=4)
+    share0 = by_name(deal.vendors, "Trainium").foundry_share
+    step_to(base, 48)
+    step_to(deal, 48)
+    assert by_name(deal.vendors, "Trainium").foundry_share > share0
+    assert by_name(deal.clouds, "AWS").captive_commitment < 1.0  # the deal's volume has been ordered
+    assert deal.rows[-1]["captive_share_shipments"] > base.rows[-1]["captive_share_shipments"] + 0.05
