@@ -284,42 +284,34 @@ def cmd_overview(args: argparse.Namespace) -> int:
         raise UserError(f"{d}: no timeseries.csv; give a folder written by 'abm run'")
     from .figures import FigureInputError, overview
 
+    return _draw(lambda: [overview(d)], FigureInputError, d)
+
+
+def _draw(make, input_error: type[Exception], where) -> int:
+    """Run a drawing command: print the paths it wrote; its input errors and OS errors become one line."""
     try:
-        path = overview(d)
-    except FigureInputError as exc:
+        paths = make()
+    except input_error as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
-        raise UserError(f"cannot write {exc.filename or d}: {exc.strerror or exc}") from None
-    print(path)
+        raise UserError(f"cannot write {exc.filename or where}: {exc.strerror or exc}") from None
+    for path in paths:
+        print(path)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import ReportError, write_report
 
-    try:
-        path, _kind, _n = write_report(Path(args.dir))
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:
-        raise UserError(f"cannot write {exc.filename or args.dir}: {exc.strerror or exc}") from None
-    print(path)
-    return 0
+    return _draw(lambda: [write_report(Path(args.dir))[0]], ReportError, args.dir)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
     from .animate import write_animation
     from .report import ReportError
 
-    try:
-        paths = write_animation(Path(args.dir), every=args.every, fps=args.fps)
-    except ReportError as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:
-        raise UserError(f"cannot write {exc.filename or args.dir}: {exc.strerror or exc}") from None
-    for p in paths:
-        print(p)
-    return 0
+    return _draw(lambda: list(write_animation(Path(args.dir), every=args.every, fps=args.fps)), ReportError,
+                 args.dir)
 
 
 # ------------------------------------------------------------------------------------------------ parser
