@@ -110,8 +110,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from abm.scenario import ScenarioError
 
     from .ensemble import EnsembleError, execute, prepare_ensemble, write_summary
-    from .executors import ExecutorError, make_executor
-    from .runio import OutputError
+    from .executors import make_executor
 
     try:
         plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
@@ -130,15 +129,24 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     except BaseException as exc:
         if plan.created_here:
             _remove_if_empty_run(plan.out, [plan])
-        if isinstance(exc, EnsembleError | ExecutorError | OutputError):
-            raise UserError(str(exc)) from None
-        _explain_failure(exc, args)
+        _reraise_run_failure(exc, args)
         raise
     wall = time.perf_counter() - t0
     if not args.quiet:
         print(f"{plan.out}: {plan.n} seeds x {plan.months} months ({computed} computed, "
               f"{plan.n - computed} already done) in {wall:.1f} s")
     return 0
+
+
+def _reraise_run_failure(exc: BaseException, args: argparse.Namespace) -> None:
+    """After an ensemble or comparison failed and was cleaned up: raise a user error one line long, if it is one."""
+    from .ensemble import EnsembleError
+    from .executors import ExecutorError
+    from .runio import OutputError
+
+    if isinstance(exc, EnsembleError | ExecutorError | OutputError):
+        raise UserError(str(exc)) from None
+    _explain_failure(exc, args)
 
 
 def _explain_failure(exc: BaseException, args: argparse.Namespace) -> None:
@@ -165,8 +173,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from . import compare as cmp
     from .ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
-    from .executors import ExecutorError, make_executor
-    from .runio import OutputError, stage_dir
+    from .executors import make_executor
+    from .runio import stage_dir
 
     if len(args.scenarios) < 2:
         raise UserError("compare needs at least two scenarios (the first is the reference)")
@@ -241,9 +249,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for p in plans:
                 if p.created_here:
                     _remove_if_empty_run(p.out, [p])
-        if isinstance(exc, EnsembleError | ExecutorError | OutputError):
-            raise UserError(str(exc)) from None
-        _explain_failure(exc, args)
+        _reraise_run_failure(exc, args)
         raise
     wall = time.perf_counter() - t0
     if not args.quiet:
