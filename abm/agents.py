@@ -132,17 +132,13 @@ class CloudProvider(MarketAgent):
         n0 = 24
         months = -np.arange(n0, 0, -1) + min(0, life - 60)
         per = spec.fleet_h100e / n0
-        self.v_month = list(months.astype(int))
-        self.v_h100e = [per * (1 - spec.captive_share)] * n0
-        self.v_captive = [False] * n0
-        self.v_kw = [cfg.chips.kw_per_h100e] * n0
-        self.v_cost = [25_000.0] * n0
-        if spec.captive_share > 0:
-            self.v_month += list(months.astype(int))
-            self.v_h100e += [per * spec.captive_share] * n0
-            self.v_captive += [True] * n0
-            self.v_kw += [cfg.chips.kw_per_h100e] * n0
-            self.v_cost += [12_000.0] * n0
+        cap_share = spec.captive_share
+        parts = [(False, 1 - cap_share, 25_000.0)] + ([(True, cap_share, 12_000.0)] if cap_share > 0 else [])
+        self.v_month = np.concatenate([months.astype(np.int64) for _ in parts])
+        self.v_h100e = np.concatenate([np.full(n0, per * share) for _, share, _ in parts])
+        self.v_captive = np.concatenate([np.full(n0, captive, dtype=bool) for captive, _, _ in parts])
+        self.v_kw = np.full(self.v_month.size, cfg.chips.kw_per_h100e)
+        self.v_cost = np.concatenate([np.full(n0, cost) for _, _, cost in parts])
         self.power_online = spec.power_mw
         lead = cfg.cloud_params.build_lead_hyperscaler_months if spec.kind == "hyperscaler" else \
             cfg.cloud_params.build_lead_neocloud_months
@@ -198,39 +194,44 @@ class CloudProvider(MarketAgent):
 
     def _refresh_online(self) -> None:
         t, life = self.model.t, self.model.cfg.cloud_params.life_months
-        keep = [i for i, m in enumerate(self.v_month) if t - m < life]
-        if len(keep) < len(self.v_month):
+        keep = t - self.v_month < life
+        if not keep.all():
             for name in ("v_month", "v_h100e", "v_captive", "v_kw", "v_cost"):
-                setattr(self, name, [getattr(self, name)[i] for i in keep])
-        h = np.asarray(self.v_h100e)
+                setattr(self, name, getattr(self, name)[keep])
+        h = self.v_h100e
         self.online = float(h.sum())
-        self.online_captive = float(h[np.asarray(self.v_captive, dtype=bool)].sum()) if h.size else 0.0
-        self.power_used = float(np.dot(h, self.v_kw)) / 1000.0 if h.size else 0.0
+        self.online_captive = float(h[self.v_captive].sum())
+        self.power_used = float(h @ self.v_kw) / 1000.0
 
     def bring_online(self) -> None:
         """Retire old vintages, finish power builds, install delivered chips while power allows (phase 3)."""
         t = self.model.t
         self._refresh_online()
-        ready = [b for b in self.builds if b[0] <= t]
-        self.builds = [b for b in self.builds if b[0] > t]
-        self.power_online += sum(mw for _, mw in ready)
-        arrived = [p for p in self.pending if p[0] <= t]
-        self.pending = [p for p in self.pending if p[0] > t]
-        self.stored += [(h, c, kw, cost) for _, h, c, kw, cost in arrived]
-        still = []
+        if any(b[0] <= t for b in self.builds):
+            self.power_online += sum(mw for m, mw in self.builds if m <= t)
+            self.builds = [b for b in self.builds if b[0] > t]
+        if any(p[0] <= t for p in self.pending):
+            self.stored += [(h, c, kw, cost) for m, h, c, kw, cost in self.pending if m <= t]
+            self.pending = [p for p in self.pending if p[0] > t]
+        if not self.stored:
+            return
+        still, new = [], []
         for h, c, kw, cost in self.stored:
             free_mw = self.power_online - self.power_used
             fit = min(h, max(free_mw, 0.0) * 1000.0 / kw)
             if fit > 0:
-                self.v_month.append(t)
-                self.v_h100e.append(fit)
-                self.v_captive.append(c)
-                self.v_kw.append(kw)
-                self.v_cost.append(cost)
+                new.append((t, fit, c, kw, cost))
                 self.power_used += fit * kw / 1000.0
             if h - fit > 1e-9:
                 still.append((h - fit, c, kw, cost))
         self.stored = still
+        if new:
+            cols = list(zip(*new, strict=True))
+            self.v_month = np.concatenate([self.v_month, np.array(cols[0], dtype=np.int64)])
+            self.v_h100e = np.concatenate([self.v_h100e, cols[1]])
+            self.v_captive = np.concatenate([self.v_captive, np.array(cols[2], dtype=bool)])
+            self.v_kw = np.concatenate([self.v_kw, cols[3]])
+            self.v_cost = np.concatenate([self.v_cost, cols[4]])
         self._refresh_online()
 
     def set_prices(self) -> None:
@@ -284,7 +285,7 @@ class CloudProvider(MarketAgent):
         life = cc.life_months
 
         def surviving(months: int) -> float:
-            return sum(hh for mm, hh in zip(self.v_month, self.v_h100e, strict=True) if t + months - mm < life)
+            return float(self.v_h100e[t + months - self.v_month < life].sum())
 
         pipeline = (sum(p[1] for p in self.pending) + sum(s[0] for s in self.stored) + self.outstanding_orders())
         chip_target = cc.capacity_buffer * demand_now * growth ** (chip_lead / 12)
@@ -299,8 +300,8 @@ class CloudProvider(MarketAgent):
         # Power for the fleet expected when a build started now is ready.
         power_target = cc.capacity_buffer * demand_now * growth ** (build_lead / 12) * kw_new / 1000.0
         power_planned = self.power_online + sum(mw for _, mw in self.builds)
-        power_kept = self.power_used - sum(hh * kw for mm, hh, kw in zip(self.v_month, self.v_h100e, self.v_kw,
-                                                                       strict=True) if t + build_lead - mm >= life) / 1000.0
+        gone = t + build_lead - self.v_month >= life
+        power_kept = self.power_used - float(self.v_h100e[gone] @ self.v_kw[gone]) / 1000.0
         pipeline_mw = (sum(p[1] * p[3] for p in self.pending) + sum(s[0] * s[2] for s in self.stored)
                        + sum(v.terms_for(self)[1] * v.orders.get(self.unique_id, 0.0) for v in m.vendors)
                        + sum(q * v.terms_for(self)[1] for v, q in orders)) / 1000.0
@@ -309,7 +310,7 @@ class CloudProvider(MarketAgent):
         if not orders and build_mw <= 0:
             return
         # Money available: cash plus headroom under the leverage limit.
-        fleet_value = float(np.dot(self.v_h100e, self.v_cost)) if self.v_h100e else 0.0
+        fleet_value = float(self.v_h100e @ self.v_cost)
         headroom = 0.0 if self.public else cc.leverage_max * (fleet_value + max(self.cash, 0.0)) - self.debt
         budget = max(self.cash, 0.0) + max(headroom, 0.0)
         chip_cost = sum(v.terms_for(self)[0] * q for v, q in orders)
@@ -476,55 +477,70 @@ class Lab(MarketAgent):
         return 240.0 if burn <= 0 else min(240.0, max(self.cash, 0.0) / burn)
 
     def plan(self) -> None:
-        """Set the spend plan, the compute/R&D split and the compute request for this month (phase 5)."""
-        m, cfg = self.model, self.model.cfg
-        cap, eff = cfg.capital, cfg.efficiency
-        self.spend_rate *= cap.spend_growth_annual ** (1 / 12)
-        # Never plan to spend faster than six months of cash plus income allows, nor far beyond what the
-        # lab managed to deploy last month (compute it could not get is not spent).
-        ceiling = self.revenue_ewma + self.other_funding + max(self.cash, 0.0) / 6.0
-        deployable = max(self.spent_last * 1.5, self.revenue_ewma + self.other_funding, 1.0)
-        self.spend_rate = min(self.spend_rate, ceiling, deployable)
-        # Adaptive split: compare marginal capability per dollar of R&D and of training compute.
-        train_spend = (1 - self.rd_share) * self.spend_rate * m.train_fraction_est * cfg.training.run_months
-        mr_c = ec.marginal_compute_return(max(train_spend * cfg.training.final_run_share, 1.0), m.gamma)
-        mr_r = float(ec.marginal_rd_return(self.rd_share * self.spend_rate, m.env.rd_half, eff.g_max, m.gamma,
-                                           eff.rd_horizon_months))
-        self.rd_share = ec.adapt_share(self.rd_share, mr_r, mr_c, eff.adapt_speed, eff.rd_share_min,
-                                       eff.rd_share_max)
-        budget = (1 - self.rd_share) * self.spend_rate
-        price = m.expected_reserved_price(self)
-        self.desired = budget / price
-        contracted_next = m.lab_contracted_next(self)
-        gap = self.desired - contracted_next
-        self.request = None
-        if gap >= cfg.contracting.min_deal_h100e:
-            term = self.choose_term(gap * price)
-            # Prudence: remaining obligations stay within cash plus a year of income.
-            room = self.coverage_room()
-            gap = min(gap, room / (price * term)) if room > 0 else 0.0
-            if gap >= cfg.contracting.min_deal_h100e:
-                self.request = (gap, term)
-        self.seeking = self.runway() < cap.raise_trigger_months
-        if self.seeking:
-            ambition = cap.spend_growth_annual ** (cap.target_runway_months / 24)
-            need = (self.spend_rate * ambition - self.revenue_ewma - self.other_funding) * cap.target_runway_months
-            self.ask = max(need - self.cash, 0.0)
-            self.seeking = self.ask > 0
+        """Set this lab's spend plan, compute/R&D split and compute request for the month (see plan_all)."""
+        Lab.plan_all(self.model, [self])
 
-    def choose_term(self, monthly_value: float) -> int:
-        """Longest contract term whose whole obligation fits in the lab's prudent coverage room."""
-        terms = sorted(self.model.cfg.contracting.terms_months)
-        room = self.coverage_room()
-        for term in reversed(terms):
-            if room >= monthly_value * term:
-                return term
-        return terms[0]
+    @staticmethod
+    def plan_all(model, labs: list[Lab]) -> None:
+        """Each lab's plan for the month (phase 5): spend rate, R&D share, desired compute, request, fundraising.
 
-    def coverage_room(self) -> float:
-        """New obligations the lab can take on while covering all of them with cash and a year of income."""
-        cover = max(self.cash, 0.0) + 12 * (self.revenue_ewma + self.other_funding)
-        return self.model.cfg.contracting.prudence * cover - self.model.lab_obligations(self)
+        A lab's plan depends only on its own state and on public signals (prices, the scaling law), so the
+        plans of all labs are evaluated together over arrays; the decision rule is the same for each lab:
+
+        - the spend rate grows at ``capital.spend_growth_annual`` but never beyond six months of cash plus
+          income, nor far beyond what the lab managed to deploy last month (compute it could not get is not
+          spent);
+        - the R&D share moves toward the use with the higher marginal capability per dollar (adapt_share);
+        - the compute budget at the expected reserved price gives the desired H100e; the gap to what is
+          already contracted becomes a request, on the longest term whose whole obligation fits the lab's
+          prudent coverage room, and shrunk to fit it;
+        - a lab whose runway falls below ``capital.raise_trigger_months`` seeks the money for
+          ``capital.target_runway_months`` of its (growing) spend.
+        """
+        if not labs:
+            return
+        m, cfg = model, model.cfg
+        cap, eff, ct = cfg.capital, cfg.efficiency, cfg.contracting
+        uid = np.fromiter((lab.unique_id for lab in labs), dtype=np.int64, count=len(labs))
+        cash_raw = m.ledger.balance[[lab.account for lab in labs]]
+        cash = np.maximum(cash_raw, 0.0)
+        income = np.array([lab.revenue_ewma + lab.other_funding for lab in labs])
+        spend = np.array([lab.spend_rate for lab in labs]) * cap.spend_growth_annual ** (1 / 12)
+        spent_last = np.array([lab.spent_last for lab in labs])
+        rd_share = np.array([lab.rd_share for lab in labs])
+        spend = np.minimum(np.minimum(spend, income + cash / 6.0),
+                           np.maximum(np.maximum(spent_last * 1.5, income), 1.0))
+        train_spend = (1 - rd_share) * spend * m.train_fraction_est * cfg.training.run_months
+        mr_c = ec.marginal_compute_return(np.maximum(train_spend * cfg.training.final_run_share, 1.0), m.gamma)
+        mr_r = ec.marginal_rd_return(rd_share * spend, m.env.rd_half, eff.g_max, m.gamma, eff.rd_horizon_months)
+        rd_share = np.asarray(ec.adapt_share(rd_share, mr_r, mr_c, eff.adapt_speed, eff.rd_share_min,
+                                             eff.rd_share_max), dtype=float)
+        price = m.reserved_ref
+        desired = (1 - rd_share) * spend / price
+        gap = desired - m.contracted_next_by_uid()[uid]
+        room = ct.prudence * (cash + 12 * income) - m.obligations_by_uid()[uid]
+        terms = np.array(sorted(ct.terms_months))
+        # Longest term whose whole obligation fits the room, else the shortest.
+        fits = room[:, None] >= (gap * price)[:, None] * terms[None, :]
+        longest = np.where(fits.any(axis=1), terms.size - 1 - np.argmax(fits[:, ::-1], axis=1), 0)
+        term = terms[longest]
+        sized = np.where(room > 0, np.minimum(gap, room / (price * term)), 0.0)
+        want = (gap >= ct.min_deal_h100e) & (sized >= ct.min_deal_h100e)
+        burn = spend - income
+        runway = np.where(burn <= 0, 240.0, np.minimum(240.0, cash / np.where(burn > 0, burn, 1.0)))
+        seeking = runway < cap.raise_trigger_months
+        ambition = cap.spend_growth_annual ** (cap.target_runway_months / 24)
+        ask = np.maximum((spend * ambition - income) * cap.target_runway_months - cash_raw, 0.0)
+        for i, lab in enumerate(labs):
+            lab.spend_rate = float(spend[i])
+            lab.rd_share = float(rd_share[i])
+            lab.desired = float(desired[i])
+            lab.request = (float(sized[i]), int(term[i])) if want[i] else None
+            if seeking[i]:
+                lab.ask = float(ask[i])
+                lab.seeking = bool(ask[i] > 0)
+            else:
+                lab.seeking = False
 
     def coverage(self, extra: float = 0.0) -> float:
         """(cash + a year of revenue and funding) / (remaining obligations + ``extra``)."""

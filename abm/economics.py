@@ -99,17 +99,21 @@ def marginal_compute_return(train_spend, gamma: float):
     return gamma / np.maximum(np.asarray(train_spend, dtype=float), 1.0)
 
 
-def adapt_share(share: float, mr_rd: float, mr_compute: float, speed: float, lo: float, hi: float) -> float:
+def adapt_share(share, mr_rd, mr_compute, speed: float, lo: float, hi: float):
     """Move the R&D share of budget toward the use with the higher observed marginal return.
 
     share' = share * (mr_rd / mr_compute)^speed, clipped to [lo, hi]: a multiplicative step of the
-    log ratio, so the split settles where marginal returns are equal.
+    log ratio (at most +-0.2 a month), so the split settles where marginal returns are equal. Works on
+    scalars (returns a float) and elementwise on arrays.
     """
-    if mr_rd <= 0 or mr_compute <= 0:
-        return float(min(max(share, lo), hi))
-    step = speed * math.log(mr_rd / mr_compute)
-    step = max(-0.2, min(0.2, step))
-    return float(min(max(share * math.exp(step), lo), hi))
+    share = np.asarray(share, dtype=float)
+    mr_rd = np.asarray(mr_rd, dtype=float)
+    mr_compute = np.asarray(mr_compute, dtype=float)
+    ok = (mr_rd > 0) & (mr_compute > 0)
+    ratio = np.where(ok, mr_rd, 1.0) / np.where(ok, mr_compute, 1.0)
+    step = np.clip(speed * np.log(ratio), -0.2, 0.2)
+    out = np.clip(np.where(ok, share * np.exp(step), share), lo, hi)
+    return float(out) if out.ndim == 0 else out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -344,17 +348,18 @@ def investor_score(q_gap, revenue_growth, scale: float):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def capital_to_reach(q_target: float, efficiency: float, g_coef: float, gamma: float, flop_per_unit: float,
-                     price_per_unit: float, compute_share: float) -> float:
+def capital_to_reach(q_target: float, efficiency, g_coef: float, gamma: float, flop_per_unit: float,
+                     price_per_unit, compute_share: float):
     """Capital needed to train a model of capability ``q_target`` (S9 entry barrier).
 
     Effective FLOP for the target, divided by the entrant's efficiency, gives physical FLOP; at
     ``flop_per_unit`` FLOP per H100e-month and ``price_per_unit`` $ per H100e-month that is the compute
     bill; divided by the share of the budget that goes to compute it is the whole budget.
     """
-    eff_flop = float(effective_flop_for_capability(q_target, g_coef, gamma))
-    phys = eff_flop / max(efficiency, 1e-12)
-    return phys / flop_per_unit * price_per_unit / max(compute_share, 1e-6)
+    eff_flop = effective_flop_for_capability(q_target, g_coef, gamma)
+    phys = eff_flop / np.maximum(efficiency, 1e-12)
+    out = phys / flop_per_unit * np.asarray(price_per_unit, dtype=float) / max(compute_share, 1e-6)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -167,7 +167,6 @@ def public_compute(model, ev) -> None:
     cloud.budget_month = ev.budget_usd_year / 12.0
     model.clouds.append(cloud)
     model.committed = np.vstack([model.committed, np.zeros((1, model.committed.shape[1]))])
-    model.network.add_node(cloud.name, type="cloud")
     cloud.bring_online()
     cloud.set_prices()
     model.log_event("public_compute", cloud.name, f"budget ${ev.budget_usd_year:,.0f}/yr for labs under "

@@ -96,12 +96,20 @@ _FIELDS = {
 
 
 class ContractBook:
-    """All contracts as columns of numpy arrays, grown by doubling."""
+    """All contracts as columns of numpy arrays, grown by doubling.
+
+    ``version`` counts changes (additions and closings) so that quantities derived from the book, such as
+    each lab's remaining obligations, can be cached until the book changes. The rows of active reserved and
+    equity-for-compute contracts are kept as a cached index, so monthly scans do not touch the (many) spot
+    and chip-order rows.
+    """
 
     def __init__(self, capacity: int = 256):
         self.n = 0
         self.cols = {k: np.zeros(capacity, dtype=t) for k, t in _FIELDS.items()}
         self.cols["closed"][:] = -1
+        self.version = 0
+        self._active: np.ndarray | None = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return self.n
@@ -112,17 +120,25 @@ class ContractBook:
             return cols[name][: self.n]
         raise AttributeError(name)
 
+    def _grow(self, m: int) -> None:
+        size = self.cols["buyer"].size
+        if self.n + m <= size:
+            return
+        while self.n + m > size:
+            size *= 2
+        for k, arr in self.cols.items():
+            new = np.zeros(size, dtype=arr.dtype)
+            if k == "closed":
+                new[:] = -1
+            new[: arr.size] = arr
+            self.cols[k] = new
+
     def add(self, *, buyer: int, seller: int, kind: str, volume: float, start: int, end: int, price: float,
             signed: int, take_or_pay: float = 1.0, prepayment: float = 0.0, equity_share: float = 0.0,
             investment: float = 0.0, eff_factor: float = 1.0, ramp: int = 0, exclusive: bool = False,
             status: str = "active") -> int:
         """Append a contract and return its id (its row)."""
-        if self.n == self.cols["buyer"].size:
-            for k, arr in self.cols.items():
-                extra = np.zeros(arr.size, dtype=arr.dtype)
-                if k == "closed":
-                    extra[:] = -1
-                self.cols[k] = np.concatenate([arr, extra])
+        self._grow(1)
         i = self.n
         row = dict(buyer=buyer, seller=seller, kind=KINDS.index(kind), volume=volume, start=start, end=end,
                    price=price, take_or_pay=take_or_pay, prepayment=prepayment, equity_share=equity_share,
@@ -133,27 +149,34 @@ class ContractBook:
         if status != "active":
             self.cols["closed"][i] = signed
         self.n += 1
+        self._changed(row["kind"] in (0, 3) and status == "active")
         return i
 
-    def add_many(self, **cols) -> None:
-        """Append many contracts at once (arrays of equal length; kind/status given as codes)."""
+    def add_many(self, **cols) -> np.ndarray:
+        """Append many contracts at once (arrays of equal length; kind/status given as codes); their rows."""
         m = len(cols["buyer"])
         if m == 0:
-            return
-        while self.n + m > self.cols["buyer"].size:
-            for k, arr in self.cols.items():
-                extra = np.zeros(arr.size, dtype=arr.dtype)
-                if k == "closed":
-                    extra[:] = -1
-                self.cols[k] = np.concatenate([arr, extra])
+            return np.zeros(0, dtype=np.int64)
+        self._grow(m)
+        sl = slice(self.n, self.n + m)
         for k in _FIELDS:
             if k in cols:
-                self.cols[k][self.n: self.n + m] = cols[k]
+                self.cols[k][sl] = cols[k]
             elif k == "closed":
-                self.cols[k][self.n: self.n + m] = -1
+                self.cols[k][sl] = -1
+            elif k == "take_or_pay":
+                self.cols[k][sl] = 1.0
             else:
-                self.cols[k][self.n: self.n + m] = 0
+                self.cols[k][sl] = 0
         self.n += m
+        kind, status = self.cols["kind"][sl], self.cols["status"][sl]
+        self._changed(bool(np.any((status == 0) & ((kind == 0) | (kind == 3)))))
+        return np.arange(sl.start, sl.stop)
+
+    def _changed(self, capacity_rows: bool) -> None:
+        self.version += 1
+        if capacity_rows:
+            self._active = None
 
     def volume_at(self, t: int, rows=None):
         """Nominal H100e each contract delivers in month ``t`` (ramps included; zero outside its term)."""
@@ -166,11 +189,13 @@ class ContractBook:
         frac = np.where(ramp > 0, np.minimum(1.0, (t - start + 1) / np.maximum(ramp, 1)), 1.0)
         return np.where(on, vol * frac, 0.0)
 
-    def active_capacity_rows(self):
-        """Row indices of active reserved and equity-for-compute contracts."""
-        kind = self.cols["kind"][: self.n]
-        status = self.cols["status"][: self.n]
-        return np.flatnonzero((status == 0) & ((kind == 0) | (kind == 3)))
+    def active_capacity_rows(self) -> np.ndarray:
+        """Row indices of active reserved and equity-for-compute contracts (cached until the book changes)."""
+        if self._active is None:
+            kind = self.cols["kind"][: self.n]
+            status = self.cols["status"][: self.n]
+            self._active = np.flatnonzero((status == 0) & ((kind == 0) | (kind == 3)))
+        return self._active
 
     def profile(self, row: int, horizon: int) -> np.ndarray:
         """Volume of one contract in each month 0..horizon-1."""
@@ -181,17 +206,28 @@ class ContractBook:
         return np.where((t >= s) & (t < e), v * frac, 0.0)
 
     def remaining_value(self, t: int, rows) -> np.ndarray:
-        """Money still owed on each contract from month ``t`` to its end (price x remaining volume)."""
-        out = np.zeros(len(rows))
-        for j, r in enumerate(rows):
-            s, e = self.cols["start"][r], self.cols["end"][r]
-            months = np.arange(max(t, s), e)
-            if months.size == 0:
-                continue
-            v, rp = self.cols["volume"][r], self.cols["ramp"][r]
-            frac = np.minimum(1.0, (months - s + 1) / rp) if rp > 0 else 1.0
-            out[j] = float(np.sum(v * frac)) * self.cols["price"][r]
-        return out
+        """Money counted as still owed on each contract from month ``t`` (price x volume).
+
+        A ramped contract counts its remaining months: the sum over months m in [max(t, start), end) of
+        volume * min(1, (m - start + 1) / ramp), computed in closed form (with k = m - start + 1 running over
+        [k0, k1], the months still ramping form an arithmetic series). A flat contract (ramp 0) counts only
+        one month's volume while it runs. That is a known defect of the model's accounting, kept as it is
+        so that results stay comparable across versions: lab obligations, the coverage ratio, the prudence
+        room, default claims and ``cloud_backlog_usd`` all understate flat contracts (docs/FINDINGS.md,
+        "Known defect").
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        s = self.cols["start"][rows]
+        e = self.cols["end"][rows]
+        r = self.cols["ramp"][rows]
+        k0 = np.maximum(t, s) - s + 1
+        k1 = e - s
+        n = np.maximum(k1 - k0 + 1, 0)
+        # Months still ramping: k in [k0, min(k1, ramp - 1)].
+        n_ramp = np.where(r > 0, np.maximum(np.minimum(k1, r - 1) - k0 + 1, 0), 0)
+        ramp_sum = n_ramp * (2 * k0 + n_ramp - 1) / 2.0 / np.maximum(r, 1)
+        units = np.where(r > 0, (n - n_ramp) + ramp_sum, np.minimum(n, 1))
+        return self.cols["volume"][rows] * units * self.cols["price"][rows]
 
     def close(self, rows, status: str, t: int) -> None:
         """Set the status of contracts and the month they closed."""
@@ -199,3 +235,4 @@ class ContractBook:
         if rows.size:
             self.cols["status"][rows] = STATUSES.index(status)
             self.cols["closed"][rows] = t
+            self._changed(True)

@@ -107,6 +107,21 @@ class Environment:
         return h[-1] / h[-13] if len(h) > 12 else 1.0
 
 
+def _match_in_order(buy: np.ndarray, sell: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match buyers to sellers in order (the north-west corner rule): buyer i takes the next ``buy[i]`` units
+    of the sellers' concatenated volumes. Returns (buyer index, seller index, quantity) per matched stretch;
+    at most len(buy) + len(sell) - 1 stretches. Quantities beyond the smaller total are dropped."""
+    a = np.cumsum(buy)
+    b = np.cumsum(sell)
+    total = min(a[-1], b[-1]) if a.size and b.size else 0.0
+    cuts = np.union1d(a[a < total], b[b < total])
+    edges = np.concatenate(([0.0], cuts, [total]))
+    q = np.diff(edges)
+    keep = q > 0
+    mid = (edges[:-1] + edges[1:])[keep] / 2
+    return (np.searchsorted(a, mid).astype(np.int64), np.searchsorted(b, mid).astype(np.int64), q[keep])
+
+
 class ComputeMarket(mesa.Model):
     """Agent-based model of the AI compute market (labs, clouds, chip vendors) in monthly steps.
 
@@ -132,7 +147,13 @@ class ComputeMarket(mesa.Model):
         self.refresh_constants()
         self.ledger = Ledger()
         self.book = ContractBook()
-        self.network = nx.MultiDiGraph()
+        self._network_key = None
+        self._book_cache: dict = {}
+        self._labs_version = 0
+        self._alive_key = -1
+        self._uid_cap = 1
+        self._cloud_pos_n = -1
+        self._entry_key = None
         self.events_log: list[dict] = []
         self.env = Environment(cfg)
         self.spot_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
@@ -187,7 +208,6 @@ class ComputeMarket(mesa.Model):
                 self.ledger.transfer("lenders", c, spec.debt_usd, "borrowing")
                 c.debt = spec.debt_usd
             self.clouds.append(c)
-            self.network.add_node(c.name, type="cloud")
         by_name = {c.name: c for c in self.clouds}
         for spec in cfg.vendors:
             v = ChipVendor(self, spec)
@@ -196,10 +216,9 @@ class ComputeMarket(mesa.Model):
                 v.owner = by_name[spec.owner]
                 v.owner.captive_vendor = v
             self.vendors.append(v)
-            self.network.add_node(v.name, type="vendor")
         for v in self.vendors:
             buyers = [c for c in self.clouds if self.may_buy(c, v)]
-            fleet = np.array([c.online if c.online else sum(c.v_h100e) for c in buyers], dtype=float)
+            fleet = np.array([c.online if c.online else float(c.v_h100e.sum()) for c in buyers], dtype=float)
             if buyers and fleet.sum() > 0:
                 book = v.capacity * cfg.chips.initial_backlog_months
                 v.orders = {c.unique_id: float(book * f / fleet.sum()) for c, f in zip(buyers, fleet, strict=True)}
@@ -240,7 +259,8 @@ class ComputeMarket(mesa.Model):
 
     def _add_lab(self, lab: Lab) -> None:
         self.labs.append(lab)
-        self.network.add_node(lab.name, type="lab")
+        self._labs_version += 1
+        self._uid_cap = max(self._uid_cap, lab.unique_id + 1)
 
     def _parse_events(self) -> dict[int, list]:
         out: dict[int, list] = {}
@@ -279,26 +299,57 @@ class ComputeMarket(mesa.Model):
         return self.reserved_ref
 
     def alive_labs(self) -> list[Lab]:
-        return [lab for lab in self.labs if lab.alive]
+        """Labs alive now (cached until a lab enters or exits)."""
+        if self._alive_key != self._labs_version:
+            self._alive = [lab for lab in self.labs if lab.alive]
+            self._alive_key = self._labs_version
+        return self._alive
+
+    def _by_buyer(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Sum ``values`` of contract ``rows`` per buyer, as an array indexed by the buyer's unique_id."""
+        return np.bincount(self.book.cols["buyer"][rows], weights=values, minlength=self._uid_cap)
+
+    def _cached(self, name: str, compute):
+        """A per-lab array derived from the contract book, recomputed when the month or the book changes."""
+        key = (self.t, self.book.version, self._uid_cap)
+        hit = self._book_cache.get(name)
+        if hit is None or hit[0] != key:
+            hit = (key, compute())
+            self._book_cache[name] = hit
+        return hit[1]
+
+    def obligations_by_uid(self) -> np.ndarray:
+        """Money each lab still owes on its active contracts, indexed by unique_id."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            return self._by_buyer(rows, self.book.remaining_value(self.t, rows))
+        return self._cached("obligations", compute)
+
+    def contracted_next_by_uid(self) -> np.ndarray:
+        """Effective H100e each lab holds under contract both this month and the next, by unique_id."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            now = self.book.volume_at(self.t, rows)
+            nxt = self.book.volume_at(self.t + 1, rows)
+            return self._by_buyer(rows, np.minimum(now, nxt) * self.book.cols["eff_factor"][rows])
+        return self._cached("contracted_next", compute)
+
+    def held_by_uid(self) -> np.ndarray:
+        """Nominal H100e each lab holds this month at each cloud: array (unique_id, cloud index)."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            out = np.zeros((self._uid_cap, len(self.clouds)))
+            np.add.at(out, (self.book.cols["buyer"][rows], self._seller_idx(rows)), self.book.volume_at(self.t, rows))
+            return out
+        return self._cached("held", compute)
 
     def lab_obligations(self, lab: Lab) -> float:
         """Money a lab still owes on its active contracts."""
-        rows = self._lab_rows(lab)
-        return float(self.book.remaining_value(self.t, rows).sum()) if rows.size else 0.0
+        return float(self.obligations_by_uid()[lab.unique_id])
 
     def _lab_rows(self, lab: Lab) -> np.ndarray:
         rows = self.book.active_capacity_rows()
         return rows[self.book.cols["buyer"][rows] == lab.unique_id]
-
-    def lab_contracted_next(self, lab: Lab) -> float:
-        """Effective H100e a lab holds under contract this month and the next."""
-        rows = self._lab_rows(lab)
-        if rows.size == 0:
-            return 0.0
-        eff = self.book.cols["eff_factor"][rows]
-        now = self.book.volume_at(self.t, rows)
-        nxt = self.book.volume_at(self.t + 1, rows)
-        return float(np.minimum(now, nxt) @ eff)
 
     def expected_reserved_price(self, lab: Lab) -> float:
         """The price per effective H100e-month a lab expects to pay (recent reserved prices)."""
@@ -319,23 +370,79 @@ class ComputeMarket(mesa.Model):
                             equity_share=equity_share, investment=investment, eff_factor=eff)
         horizon = self.committed.shape[1]
         self.committed[cloud.idx] += self.book.profile(row, horizon)
-        self.network.add_edge(lab.name, cloud.name, key=row, kind=kind, value=volume * price * term)
         if exclusive:
             lab.exclusive_with = cloud.unique_id
             lab.exclusive_until = start + term
         return row
 
+    def sign_reserved(self, buyers: np.ndarray, cloud_idx: np.ndarray, volume: np.ndarray, term: np.ndarray,
+                      price: np.ndarray, eff: np.ndarray) -> None:
+        """Record many flat reserved contracts starting this month and commit the clouds' capacity."""
+        if volume.size == 0:
+            return
+        t = self.t
+        sellers = np.array([c.unique_id for c in self.clouds])[cloud_idx]
+        self.book.add_many(buyer=buyers, seller=sellers, kind=np.zeros(volume.size, dtype=int), volume=volume,
+                           start=np.full(volume.size, t), end=t + term, price=price, signed=np.full(volume.size, t),
+                           eff_factor=eff)
+        self._commit(cloud_idx, t, t + term, volume)
+
+    def _commit(self, cloud_idx: np.ndarray, start: np.ndarray | int, end: np.ndarray, volume: np.ndarray) -> None:
+        """Add flat volumes over [start, end) to the clouds' committed capacity (a difference array)."""
+        start = np.broadcast_to(np.asarray(start), volume.shape)
+        lo, hi = int(start.min()), int(end.max())
+        diff = np.zeros((len(self.clouds), hi - lo + 1))
+        np.add.at(diff, (cloud_idx, start - lo), volume)
+        np.add.at(diff, (cloud_idx, end - lo), -volume)
+        self.committed[:, lo:hi] += np.cumsum(diff, axis=1)[:, : hi - lo]
+
     def _release(self, rows, status: str) -> None:
-        """Close contracts early (default or cancellation) and free the committed capacity."""
+        """Close contracts early (default or cancellation) and free the committed capacity after this month."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
         horizon = self.committed.shape[1]
         t = self.t
-        cl = {c.unique_id: c for c in self.clouds}
-        for r in rows:
+        b = self.book.cols
+        idx = self._seller_idx(rows)
+        flat = (b["ramp"][rows] == 0) | (b["start"][rows] + b["ramp"][rows] <= t + 1)
+        f = rows[flat & (b["end"][rows] > t + 1)]
+        if f.size:
+            self._commit(self._seller_idx(f), t + 1, b["end"][f], -b["volume"][f])
+        for r, i in zip(rows[~flat], idx[~flat], strict=True):
             prof = self.book.profile(int(r), horizon)
             prof[: t + 1] = 0.0
-            self.committed[cl[int(self.book.cols["seller"][r])].idx] -= prof
-            self.network.remove_edges_from([(u, v, k) for u, v, k in self.network.edges(keys=True) if k == r])
+            self.committed[i] -= prof
         self.book.close(rows, status, t)
+
+    @property
+    def network(self) -> nx.MultiDiGraph:
+        """The contract network now: every agent a node; an edge per active reserved or equity-for-compute
+        contract (lab -> cloud, key = contract id) and one per cloud-vendor pair that has traded chips
+        (cloud -> vendor, value = chip spend so far). Built from the contract book when asked for."""
+        key = (self.t, self.book.version, len(self.labs), len(self.clouds))
+        if self._network_key != key:
+            g = nx.MultiDiGraph()
+            for a in (*self.clouds, *self.vendors, *self.labs):
+                g.add_node(a.name, type=a.type_name)
+            names = {a.unique_id: a.name for a in (*self.labs, *self.clouds, *self.vendors)}
+            b = self.book
+            rows = b.active_capacity_rows()
+            for r in rows.tolist():
+                g.add_edge(names[int(b.cols["buyer"][r])], names[int(b.cols["seller"][r])], key=r,
+                           kind=KINDS[int(b.cols["kind"][r])],
+                           value=float(b.cols["volume"][r] * b.cols["price"][r] * (b.cols["end"][r] - b.cols["start"][r])))
+            chips = np.flatnonzero(b.kind == 2)
+            if chips.size:
+                base = int(max(b.buyer[chips].max(), b.seller[chips].max())) + 1
+                pair = b.buyer[chips] * base + b.seller[chips]
+                uniq, inv = np.unique(pair, return_inverse=True)
+                spend = np.bincount(inv, weights=b.volume[chips] * b.price[chips])
+                for p, v in zip(uniq.tolist(), spend.tolist(), strict=True):
+                    cloud, vendor = names[p // base], names[p % base]
+                    g.add_edge(cloud, vendor, key=f"chips-{vendor}", kind="chip_order", value=v)
+            self._network, self._network_key = g, key
+        return self._network
 
     # ------------------------------------------------------------------ the monthly step
     def step(self) -> None:
@@ -416,9 +523,6 @@ class ComputeMarket(mesa.Model):
                                  ("start", self.t), ("end", self.t + lag), ("price", price),
                                  ("signed", self.t), ("status", 0)):
                     rows[key].append(val)
-                if not self.network.has_edge(cloud.name, v.name):
-                    self.network.add_edge(cloud.name, v.name, key=f"chips-{v.name}", kind="chip_order", value=0.0)
-                self.network.edges[cloud.name, v.name, f"chips-{v.name}"]["value"] += cost
             self.book.add_many(**{k: np.asarray(x) for k, x in rows.items()})
             v.revenue_month = float(np.dot(rows["price"], rows["volume"])) if rows["price"] else 0.0
         self.shipments_hist.append(shipped)
@@ -432,7 +536,7 @@ class ComputeMarket(mesa.Model):
 
     # 5 ------------------------------------------------------------------
     def phase_labs(self) -> None:
-        self.agents_by_type[Lab].select(lambda a: a.alive).shuffle_do("plan")
+        Lab.plan_all(self, self.alive_labs())
 
     # 6 ------------------------------------------------------------------
     def phase_capital_market(self) -> None:
@@ -537,61 +641,127 @@ class ComputeMarket(mesa.Model):
         w = self.committed[cloud.idx, start: start + term]
         return max(cloud.online - (float(w.max()) if w.size else 0.0), 0.0)
 
+    def _eligible(self, labs: list[Lab]) -> np.ndarray:
+        """may_contract for every (lab, cloud) pair: a boolean array (labs, clouds)."""
+        t = self.t
+        uid = np.array([c.unique_id for c in self.clouds])
+        c_restricted = np.array([c.restricted for c in self.clouds])
+        c_public = np.array([c.public for c in self.clouds])
+        c_max = np.array([c.eligible_capital_max for c in self.clouds])
+        excl = np.array([lab.exclusive_with if lab.exclusive_with is not None and lab.exclusive_until > t else -1
+                         for lab in labs])
+        restricted = np.array([lab.restricted for lab in labs], dtype=bool)
+        raised = np.array([lab.capital_raised for lab in labs])
+        ok = (excl[:, None] < 0) | (excl[:, None] == uid[None, :])
+        ok &= ~restricted[:, None] | c_restricted[None, :]
+        ok &= ~c_public[None, :] | (raised[:, None] <= c_max[None, :])
+        return ok
+
+    def _available_by_term(self, terms: np.ndarray) -> np.ndarray:
+        """Capacity each cloud can still commit over [t, t + term) for each term: array (terms, clouds)."""
+        online = np.array([c.online for c in self.clouds])
+        win = self.committed[:, self.t: self.t + int(terms.max())]
+        peak = np.maximum.accumulate(win, axis=1)[:, terms - 1].T
+        return np.maximum(online[None, :] - peak, 0.0)
+
     def phase_contracting(self) -> None:
-        """Requests for quotes, Nash bargaining with outside options, signed reserved contracts (S6)."""
+        """Requests for quotes, Nash bargaining with outside options, signed reserved contracts (S6).
+
+        Requests are served in a random priority order, all at once over arrays: in each round every
+        unserved request goes to the eligible cloud with the lowest reservation price per effective H100e
+        that can still fill a minimum deal, and a cloud's capacity goes to its requests in priority order
+        (the last one served in part). The price is the Nash bargain between the cloud's reservation price
+        and the lab's outside option (the next-best cloud or the spot market). Requests that found a cloud
+        full try the next one in the following round; what no cloud can serve is recorded as unmet demand.
+        """
         reqs = [lab for lab in self.alive_labs() if lab.request is not None]
         if not reqs:
             return
         ct, pol = self.cfg.contracting, self.cfg.policy
         order = self.rng.permutation(len(reqs))
-        for i in order:
-            lab = reqs[int(i)]
-            volume, term = lab.request
-            clouds = [c for c in self.clouds if self.may_contract(lab, c)]
-            if not clouds:
-                continue
-            avail = np.array([self.available(c, self.t, term) for c in clouds])
-            held = np.array([self.committed_by(lab, c) for c in clouds])
-            cap = np.array([pol.max_lab_share_of_cloud * c.online for c in clouds]) - held
-            qty = np.minimum(np.minimum(avail, cap), volume / np.array([c.effective_factor() for c in clouds]))
-            ok = qty >= ct.min_deal_h100e
-            if not ok.any():
-                self._unmet(clouds, volume)
-                continue
-            cloud_min, lab_alt, beta = self.cloud_terms(lab, clouds, term, volume * self.reserved_ref * term)
-            per_eff = cloud_min / np.array([c.effective_factor() for c in clouds])
-            cand = np.flatnonzero(ok)
-            best = cand[np.argsort(per_eff[cand], kind="stable")]
-            b = best[0]
-            if clouds[b].public:
-                # A public provider sells at cost: no risk premium, no bargaining.
-                price = clouds[b].floor_price
-            else:
-                # Outside option: the next-best cloud's reservation price or the spot market.
-                lab_max = lab_alt
-                if best.size > 1:
-                    lab_max = min(lab_alt, per_eff[best[1]] * clouds[b].effective_factor())
-                price = float(ec.nash_price(lab_max, cloud_min[b], beta[b]))
-            if not np.isfinite(price):
-                self._unmet(clouds, volume)
-                continue
-            q = float(qty[b])
-            cloud = clouds[b]
-            self.sign(lab, cloud, "reserved", q, self.t, term, price)
-            self.reserved_volume += q
-            self.reserved_value += q * price
-            shortfall = volume - q * cloud.effective_factor()
-            if shortfall > ct.min_deal_h100e:
-                self._unmet(clouds, shortfall)
+        reqs = [reqs[int(i)] for i in order]
+        clouds = self.clouds
+        vol = np.array([lab.request[0] for lab in reqs])
+        term = np.array([lab.request[1] for lab in reqs], dtype=np.int64)
+        uid = np.array([lab.unique_id for lab in reqs], dtype=np.int64)
+        ok = self._eligible(reqs)
+        n_ok = ok.sum(axis=1)
+        has = n_ok > 0
+        eff = np.array([c.effective_factor() for c in clouds])
+        online = np.array([c.online for c in clouds])
+        public = np.array([c.public for c in clouds])
+        floors = np.array([c.floor_price for c in clouds])
+        cap = pol.max_lab_share_of_cloud * online[None, :] - self.held_by_uid()[uid]
+        want = vol[:, None] / eff[None, :]
+        # Reservation prices (the cloud's) and outside options (the lab's), as in cloud_terms.
+        cover = np.array([max(lab.cash, 0.0) + 12 * (lab.revenue_ewma + lab.other_funding) for lab in reqs])
+        owed = self.obligations_by_uid()[uid] + vol * self.reserved_ref * term
+        pdef = ec.default_probability(np.where(owed > 0, cover / np.where(owed > 0, owed, 1.0), 1e6), ct.risk_k)
+        terms, t_idx = np.unique(term, return_inverse=True)
+        spot_path = np.array([ec.expected_price_path(self.spot_price_ewma, int(k), ct.forward_price_decline)
+                              for k in terms])[t_idx]
+        util = np.where(online > 0, self.committed[:, self.t] / np.where(online > 0, online, 1.0), 1.0)
+        sell_prob = np.clip(util, 0.3, 1.0)
+        cloud_min = (1 + pdef * ct.lgd)[:, None] * np.maximum(
+            floors[None, :] * ((1 - ct.forward_price_decline) ** (term / 24))[:, None],
+            spot_path[:, None] * sell_prob[None, :])
+        lab_alt = spot_path * (1 + ct.spot_risk_premium)
+        r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, np.array([lab.runway() for lab in reqs]),
+                                     ct.lab_impatience)
+        r_cloud = np.array([c.cost_of_capital / 12 for c in clouds])
+        beta = ec.rubinstein_weight(r_lab[:, None], r_cloud[None, :])
+        per_eff = cloud_min / eff[None, :]
+        done = ~has
+        unmet = np.zeros(len(clouds))
+        rows_r = np.arange(len(reqs))
+        for _ in range(len(clouds) + 1):
+            avail = self._available_by_term(terms)[t_idx]
+            qty = np.minimum(np.minimum(avail, cap), want)
+            cand = ok & (qty >= ct.min_deal_h100e) & ~done[:, None]
+            live = np.flatnonzero(cand.any(axis=1))
+            if live.size == 0:
+                break
+            pe = np.where(cand[live], per_eff[live], np.inf)
+            b = np.argmin(pe, axis=1)
+            pe[np.arange(live.size), b] = np.inf
+            second = pe.min(axis=1)
+            # Each cloud's capacity goes to its requests in priority order: what earlier requests took first.
+            q_want = qty[live, b]
+            ob = np.lexsort((live, b))
+            qs = q_want[ob]
+            cs = np.cumsum(qs)
+            first = np.r_[True, b[ob][1:] != b[ob][:-1]]
+            before = np.empty_like(cs)
+            before[ob] = cs - qs - np.maximum.accumulate(np.where(first, cs - qs, 0.0))
+            room = np.maximum(avail[live, b] - before, 0.0)
+            q = np.minimum(q_want, room)
+            served = q >= ct.min_deal_h100e
+            lab_max = np.where(np.isfinite(second), np.minimum(lab_alt[live], second * eff[b]), lab_alt[live])
+            price = np.where(public[b], floors[b], ec.nash_price(lab_max, cloud_min[live, b], beta[live, b]))
+            bad = served & ~np.isfinite(price)
+            good = served & np.isfinite(price)
+            i_bad = live[bad]
+            unmet += (ok[i_bad] / n_ok[i_bad, None] * vol[i_bad, None]).sum(axis=0)
+            i, bi, qi, pi = live[good], b[good], q[good], price[good]
+            self.sign_reserved(uid[i], bi, qi, term[i], pi, eff[bi])
+            self.reserved_volume += float(qi.sum())
+            self.reserved_value += float(qi @ pi)
+            short = vol[i] - qi * eff[bi]
+            s_ = short > ct.min_deal_h100e
+            unmet += (ok[i[s_]] / n_ok[i[s_], None] * short[s_, None]).sum(axis=0)
+            done[live[served]] = True
+        left = rows_r[~done]
+        unmet += (ok[left] / np.maximum(n_ok[left], 1)[:, None] * vol[left, None]).sum(axis=0)
+        for c, u in zip(clouds, unmet, strict=True):
+            c.unmet_month += float(u)
         if self.reserved_volume > 0:
             p = self.reserved_value / self.reserved_volume
             self.reserved_price_month = p
             self.reserved_ref = 0.7 * self.reserved_ref + 0.3 * p
 
     def committed_by(self, lab: Lab, cloud: CloudProvider) -> float:
-        rows = self._lab_rows(lab)
-        rows = rows[self.book.cols["seller"][rows] == cloud.unique_id]
-        return float(self.book.volume_at(self.t, rows).sum()) if rows.size else 0.0
+        """Nominal H100e a lab holds at a cloud this month."""
+        return float(self.held_by_uid()[lab.unique_id, cloud.idx])
 
     def _unmet(self, clouds, volume: float) -> None:
         """Demand no cloud could serve now: a signal every eligible cloud adds to its capacity plan."""
@@ -600,7 +770,13 @@ class ComputeMarket(mesa.Model):
 
     # 8 ------------------------------------------------------------------
     def phase_spot_market(self) -> None:
-        """Uniform-price clearing of residual lab demand and background demand against idle capacity (S7)."""
+        """Uniform-price clearing of residual lab demand and background demand against idle capacity (S7).
+
+        Who sold to whom: at the uniform price it does not matter to anyone's money, so lab purchases (in a
+        random order, then the background demand) are matched to the clouds' sales in order, each buyer
+        taking the next stretch of the clouds' filled volume. A lab gets the effective compute of the
+        clouds that served it.
+        """
         bg = self.cfg.background
         labs = self.alive_labs()
         for lab in labs:
@@ -609,9 +785,10 @@ class ComputeMarket(mesa.Model):
             lab.spot_eff = 0.0
         labs = [lab for lab in labs if not lab.restricted]
         contracted_now = self.lab_compute_reserved(labs)
-        need = np.array([max(lab.desired - k, 0.0) for lab, k in zip(labs, contracted_now, strict=True)])
+        desired = np.array([lab.desired for lab in labs])
+        need = np.maximum(desired - contracted_now, 0.0)
         bid_p = np.full(len(labs), self.spot_price_ewma * (1 + self.cfg.contracting.spot_risk_premium))
-        budget = np.array([max(lab.cash, 0.0) * 0.5 for lab in labs])
+        budget = np.maximum(self.ledger.balance[[lab.account for lab in labs]], 0.0) * 0.5
         need = np.minimum(need, budget / np.maximum(bid_p, 1e-9))
         # Background demand as a step curve V(p) = V0 (p/p_ref)^-elasticity.
         p_ref = self.env.background_price
@@ -620,12 +797,13 @@ class ComputeMarket(mesa.Model):
         steps = np.diff(np.concatenate(([0.0], cum)))
         bid_price = np.concatenate((bid_p, levels))
         bid_qty = np.concatenate((need, steps))
-        idle = np.array([0.0 if c.public else max(c.online - self.committed[c.idx, self.t], 0.0)
-                         for c in self.clouds])
+        online = np.array([c.online for c in self.clouds])
+        com = self.committed[:, self.t]
+        public = np.array([c.public for c in self.clouds])
+        idle = np.where(public, 0.0, np.maximum(online - com, 0.0))
         opc = np.array([c.operating_cost() for c in self.clouds])
         floor = np.array([c.floor_price for c in self.clouds])
-        util = np.array([min(self.committed[c.idx, self.t] / c.online, 1.0) if c.online > 0 else 1.0
-                         for c in self.clouds])
+        util = np.where(online > 0, np.minimum(com / np.where(online > 0, online, 1.0), 1.0), 1.0)
         ask = opc + (floor - opc).clip(min=0) * util
         price, volume, bfill, afill = ec.clear_spot_market(bid_price, bid_qty, ask, idle)
         for c, q in zip(self.clouds, afill, strict=True):
@@ -634,36 +812,32 @@ class ComputeMarket(mesa.Model):
         if volume > 0:
             self.spot_price = price
             n = len(labs)
-            for lab, q in zip(labs, bfill[:n], strict=True):
-                if q > 0:
-                    lab.spot_bought = float(q)
-                    lab.spot_paid = float(q) * price
-            # Who sold to whom: lab purchases are split over clouds in proportion to their fills.
-            share = afill / volume
-            lab_idx = [i for i in range(n) if bfill[i] > 0]
-            for i in lab_idx:
-                lab = labs[i]
-                pays = bfill[i] * price * share
-                self.ledger.transfer_many([lab.account] * len(self.clouds), [c.account for c in self.clouds], pays,
-                                          "spot")
-                eff = float(np.dot(share, [c.effective_factor() for c in self.clouds]))
-                lab.spot_eff = bfill[i] * eff
-                rows = {"buyer": [], "seller": [], "kind": [], "volume": [], "start": [], "end": [], "price": [],
-                        "signed": [], "status": [], "closed": [], "eff_factor": []}
-                for c, sh in zip(self.clouds, share, strict=True):
-                    if sh <= 0:
-                        continue
-                    for key, val in (("buyer", lab.unique_id), ("seller", c.unique_id), ("kind", 1),
-                                     ("volume", bfill[i] * sh), ("start", self.t), ("end", self.t + 1),
-                                     ("price", price), ("signed", self.t), ("status", 1), ("closed", self.t),
-                                     ("eff_factor", c.effective_factor())):
-                        rows[key].append(val)
-                self.book.add_many(**{k: np.asarray(x) for k, x in rows.items()})
+            buying = np.flatnonzero(bfill[:n] > 0)
+            buying = buying[self.rng.permutation(buying.size)]
             bg_q = float(bfill[n:].sum())
-            if bg_q > 0:
-                self.ledger.transfer_many(
-                    [self.ledger.index["other_compute_buyers"]] * len(self.clouds),
-                    [c.account for c in self.clouds], bg_q * price * share, "spot_background")
+            amounts = np.append(bfill[buying], bg_q)
+            buyer, cloud, q = _match_in_order(amounts, afill)
+            accounts = np.array([labs[i].account for i in buying] + [self.ledger.index["other_compute_buyers"]])
+            cloud_acct = np.array([c.account for c in self.clouds])
+            eff = np.array([c.effective_factor() for c in self.clouds])
+            is_lab = buyer < buying.size
+            self.ledger.transfer_many(accounts[buyer[is_lab]], cloud_acct[cloud[is_lab]], q[is_lab] * price, "spot")
+            self.ledger.transfer_many(accounts[buyer[~is_lab]], cloud_acct[cloud[~is_lab]], q[~is_lab] * price,
+                                      "spot_background")
+            got = np.bincount(buyer[is_lab], weights=q[is_lab], minlength=buying.size)
+            got_eff = np.bincount(buyer[is_lab], weights=q[is_lab] * eff[cloud[is_lab]], minlength=buying.size)
+            for j, i in enumerate(buying.tolist()):
+                lab = labs[i]
+                lab.spot_bought = float(got[j])
+                lab.spot_paid = float(got[j]) * price
+                lab.spot_eff = float(got_eff[j])
+            m = int(is_lab.sum())
+            uids = np.array([labs[i].unique_id for i in buying], dtype=np.int64)
+            c_uid = np.array([c.unique_id for c in self.clouds])
+            self.book.add_many(buyer=uids[buyer[is_lab]], seller=c_uid[cloud[is_lab]], kind=np.ones(m, dtype=int),
+                               volume=q[is_lab], start=np.full(m, self.t), end=np.full(m, self.t + 1),
+                               price=np.full(m, price), signed=np.full(m, self.t), status=np.ones(m, dtype=int),
+                               closed=np.full(m, self.t), eff_factor=eff[cloud[is_lab]])
             self.spot_volume = volume
         else:
             self.spot_volume = 0.0
@@ -672,22 +846,20 @@ class ComputeMarket(mesa.Model):
     def lab_compute_reserved(self, labs) -> np.ndarray:
         """Effective H100e each lab receives this month under reserved contracts (rationed if short)."""
         rows = self.book.active_capacity_rows()
-        out = np.zeros(len(labs))
-        if rows.size == 0:
-            return out
+        if rows.size == 0 or not labs:
+            return np.zeros(len(labs))
         vol = self.book.volume_at(self.t, rows) * self._delivery_ratio()[self._seller_idx(rows)]
-        eff = self.book.cols["eff_factor"][rows]
-        pos = {lab.unique_id: i for i, lab in enumerate(labs)}
-        buyers = self.book.cols["buyer"][rows]
-        for b, v in zip(buyers, vol * eff, strict=True):
-            i = pos.get(int(b))
-            if i is not None:
-                out[i] += v
-        return out
+        per_uid = self._by_buyer(rows, vol * self.book.cols["eff_factor"][rows])
+        return per_uid[[lab.unique_id for lab in labs]]
 
     def _seller_idx(self, rows) -> np.ndarray:
-        idx = {c.unique_id: c.idx for c in self.clouds}
-        return np.array([idx[int(s)] for s in self.book.cols["seller"][rows]], dtype=int)
+        """Cloud index (position in ``self.clouds``) of the seller of each contract row."""
+        if self._cloud_pos_n != len(self.clouds):
+            pos = np.full(max(c.unique_id for c in self.clouds) + 1, -1, dtype=np.int64)
+            for c in self.clouds:
+                pos[c.unique_id] = c.idx
+            self._cloud_pos, self._cloud_pos_n = pos, len(self.clouds)
+        return self._cloud_pos[self.book.cols["seller"][rows]]
 
     def _delivery_ratio(self) -> np.ndarray:
         """Per cloud: share of committed volume it can deliver this month (1 unless short of capacity)."""
@@ -718,25 +890,18 @@ class ComputeMarket(mesa.Model):
         for c, d in zip(self.clouds, self.delivered_by_cloud, strict=True):
             c.delivered = float(d) + c.spot_sold
         pay = vol * self.book.cols["price"][rows] * self.book.cols["take_or_pay"][rows]
-        eff_vol = vol * self.book.cols["eff_factor"][rows]
-        buyers = self.book.cols["buyer"][rows]
-        pos = {lab.unique_id: i for i, lab in enumerate(labs)}
+        uid = np.array([lab.unique_id for lab in labs], dtype=np.int64)
         n = len(labs)
-        k_res = np.zeros(n)
-        owed = np.zeros(n)
-        for b, ev, p in zip(buyers, eff_vol, pay, strict=True):
-            i = pos.get(int(b))
-            if i is not None:
-                k_res[i] += ev
-                owed[i] += p
-        k_spot = np.array([getattr(lab, "spot_eff", 0.0) if lab.spot_bought > 0 else 0.0 for lab in labs])
+        k_res = self._by_buyer(rows, vol * self.book.cols["eff_factor"][rows])[uid]
+        owed = self._by_buyer(rows, pay)[uid]
+        k_spot = np.array([lab.spot_eff if lab.spot_bought > 0 else 0.0 for lab in labs])
         spot_paid = np.array([lab.spot_paid for lab in labs])
         k = k_res + k_spot
         unit = np.where(k > 0, (owed + spot_paid) / np.maximum(k, 1e-12), self.reserved_ref)
         # Product market (S3): logit over capability and price with an outside option.
         d = cfg.demand
         q = np.array([lab.capability for lab in labs])
-        e = np.array([lab.efficiency for lab in labs]) if d.markup and cfg.efficiency.inference_gain else np.ones(n)
+        e = np.exp([lab.log_eff for lab in labs]) if d.markup and cfg.efficiency.inference_gain else np.ones(n)
         p0 = self._p0
         price = d.markup * unit / (p0 * d.markup) / e
         q_front = q.max() if n else 0.0
@@ -751,42 +916,54 @@ class ComputeMarket(mesa.Model):
         if tot_k > 0:
             self.train_fraction_est = 0.9 * self.train_fraction_est + 0.1 * float(train.sum() / tot_k)
         self.demand_served = float(rev.sum())
-        ends = self.ledger.index["end_users"]
-        led.transfer_many([ends] * n, [lab.account for lab in labs], rev, "lab_revenue")
+        accounts = np.array([lab.account for lab in labs], dtype=np.int64)
+        led.transfer_many(np.full(n, led.index["end_users"]), accounts, rev, "lab_revenue")
+        funding = np.array([lab.other_funding for lab in labs])
+        led.transfer_many(np.full(n, led.index["parent_companies"]), accounts, funding, "parent_funding")
         # Payments: contract obligations first, R&D with what is left.
         frs = cfg.training.final_run_share
+        paid = owed + spot_paid
+        run_flop = frs * train * self.flop_per_unit
+        run_cost = frs * train * unit
         for i, lab in enumerate(labs):
-            lab.revenue = float(rev[i])
-            lab.revenue_ewma = 0.7 * lab.revenue_ewma + 0.3 * lab.revenue
-            lab.revenue_hist.append(lab.revenue)
-            if len(lab.revenue_hist) > 13:
-                lab.revenue_hist.pop(0)
+            r = float(rev[i])
+            lab.revenue = r
+            lab.revenue_ewma = 0.7 * lab.revenue_ewma + 0.3 * r
+            hist = lab.revenue_hist
+            hist.append(r)
+            if len(hist) > 13:
+                del hist[0]
             lab.compute = float(k[i])
-            lab.compute_paid = float(owed[i] + spot_paid[i])
+            lab.compute_paid = float(paid[i])
             lab.compute_train = float(train[i])
             lab.unit_price = float(unit[i])
             lab.potential_revenue = float(potential[i])
             lab.market_share = float(shares[i])
-            if lab.other_funding > 0:
-                led.transfer("parent_companies", lab, lab.other_funding, "parent_funding")
-            lab.run_flop += frs * train[i] * self.flop_per_unit
-            lab.run_cost += frs * train[i] * unit[i]
-        self._pay_contracts(labs, rows, buyers, pay)
-        for lab in labs:
-            if not lab.alive or lab.insolvent:
-                lab.rd_spend = 0.0
-                continue
-            rd = min(lab.rd_share * lab.spend_rate, max(lab.cash, 0.0))
-            lab.rd_spend = rd
-            led.transfer(lab, "rd_staff", rd, "rd_spend")
-            lab.spent_last = rd + lab.compute_paid
+            lab.run_flop += float(run_flop[i])
+            lab.run_cost += float(run_cost[i])
+        self._pay_contracts(labs, rows, pay)
+        cash = np.maximum(led.balance[accounts], 0.0)
+        solvent = np.array([lab.alive and not lab.insolvent for lab in labs], dtype=bool)
+        rd = np.where(solvent, np.minimum(np.array([lab.rd_share * lab.spend_rate for lab in labs]), cash), 0.0)
+        led.transfer_many(accounts, np.full(n, led.index["rd_staff"]), rd, "rd_spend")
+        for i, lab in enumerate(labs):
+            lab.rd_spend = float(rd[i])
+            if solvent[i]:
+                lab.spent_last = float(rd[i] + paid[i])
         # Efficiency and training runs.
         alive = [lab for lab in labs if not lab.insolvent]
         if alive:
-            log_front = max(lab.log_eff for lab in alive)
-            for lab in alive:
-                lab.grow_efficiency(log_front)
-                lab.finish_run_if_due()
+            ef = cfg.efficiency
+            log_eff = np.array([lab.log_eff for lab in alive])
+            log_front = log_eff.max()
+            log_eff = log_eff + ec.efficiency_growth(np.array([lab.rd_spend for lab in alive]), self.env.rd_half,
+                                                     ef.g_max)
+            log_eff = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
+            run_months = cfg.training.run_months
+            for lab, le in zip(alive, log_eff.tolist(), strict=True):
+                lab.log_eff = le
+                if t - lab.run_start + 1 >= run_months and lab.run_flop > 0:
+                    lab.finish_run_if_due()
         # Cloud revenue and costs.
         for c in self.clouds:
             c.revenue = 0.0
@@ -794,32 +971,33 @@ class ComputeMarket(mesa.Model):
             led.flows.get("spot_background", 0.0)
         self.agents_by_type[CloudProvider].do("settle_costs")
 
-    def _pay_contracts(self, labs, rows, buyers, pay) -> None:
+    def _pay_contracts(self, labs, rows, pay) -> None:
         """Labs pay this month's contract obligations; one that cannot pays pro rata and defaults."""
-        led = self.ledger
         if rows.size == 0:
             return
-        sellers = self.book.cols["seller"][rows]
-        acct = {c.unique_id: c.account for c in self.clouds}
-        by_lab: dict[int, list[int]] = {}
-        for j, b in enumerate(buyers):
-            by_lab.setdefault(int(b), []).append(j)
-        for lab in labs:
-            js = by_lab.get(lab.unique_id)
-            if not js:
-                continue
-            due = pay[js]
-            total = float(due.sum())
-            if total <= 0:
-                continue
-            cash = lab.cash
-            frac = 1.0 if cash >= total else max(cash, 0.0) / total
-            amounts = due * frac
-            led.transfer_many([lab.account] * len(js), [acct[int(s)] for s in sellers[js]], amounts,
-                              "reserved_payment")
-            if frac < 1.0:
+        led = self.ledger
+        buyers = self.book.cols["buyer"][rows]
+        total = np.bincount(buyers, weights=pay, minlength=self._uid_cap)
+        cash = np.zeros(self._uid_cap)
+        uid = np.array([lab.unique_id for lab in labs], dtype=np.int64)
+        cash[uid] = led.balance[[lab.account for lab in labs]]
+        frac = np.where(cash >= total, 1.0, np.maximum(cash, 0.0) / np.where(total > 0, total, 1.0))
+        mine = np.zeros(self._uid_cap, dtype=bool)
+        mine[uid] = True
+        sel = mine[buyers] & (pay > 0)
+        amounts = pay[sel] * frac[buyers[sel]]
+        acct = np.zeros(self._uid_cap, dtype=np.int64)
+        acct[uid] = [lab.account for lab in labs]
+        cloud_acct = np.array([c.account for c in self.clouds])
+        led.transfer_many(acct[buyers[sel]], cloud_acct[self._seller_idx(rows[sel])], amounts, "reserved_payment")
+        short = uid[(frac[uid] < 1.0) & (total[uid] > 0)]
+        if short.size:
+            by_uid = {lab.unique_id: lab for lab in labs}
+            got = np.bincount(buyers[sel], weights=amounts, minlength=self._uid_cap)
+            for u in short.tolist():
+                lab = by_uid[u]
                 lab.insolvent = True
-                self.log_event("default", lab.name, "could not pay reserved contracts", total - float(amounts.sum()))
+                self.log_event("default", lab.name, "could not pay reserved contracts", float(total[u] - got[u]))
 
     # 10 -----------------------------------------------------------------
     def phase_entry_exit(self) -> None:
@@ -848,6 +1026,7 @@ class ComputeMarket(mesa.Model):
             self._release(rows, "defaulted")
         lab.alive = False
         lab.exit_month = self.t
+        self._labs_version += 1
         self.exits += 1
         for c in self.clouds:
             c.equity_stakes.pop(lab.unique_id, None)
@@ -863,47 +1042,66 @@ class ComputeMarket(mesa.Model):
         q_now = max((lab.capability for lab in self.alive_labs()), default=0.0)
         return q_now + _trend(self.q_front_hist, 36) * horizon
 
-    def entrant_price(self, cash: float, obligation: float) -> float:
+    def _entry_terms(self) -> dict:
+        """What an entrant faces this month, the same for every entrant (cached per month and lab set)."""
+        key = (self.t, self._labs_version)
+        if self._entry_key == key:
+            return self._entry_ctx
+        ct, en = self.cfg.contracting, self.cfg.entry
+        term = min(ct.terms_months)
+        market = [c for c in self.clouds if not c.public and not c.restricted]
+        r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, self.cfg.capital.target_runway_months,
+                                           ct.lab_impatience))
+        log_front = max((lab.log_eff for lab in self.alive_labs()), default=0.0)
+        ctx = {
+            "floor": float(np.median([c.floor_price for c in market])) * (1 - ct.forward_price_decline) ** (term / 24),
+            "spot_path": ec.expected_price_path(self.spot_price_ewma, term, ct.forward_price_decline),
+            "beta": float(ec.rubinstein_weight(r_lab, float(np.median([c.cost_of_capital for c in market])) / 12)),
+            # A public provider with spare capacity rents to the entrants it would take at its floor.
+            "public": [(c.floor_price, c.eligible_capital_max) for c in self.clouds
+                       if c.public and self.available(c, self.t, term) > 0],
+            "target": self.projected_frontier(en.planning_horizon_months) - en.viable_gap,
+            "eff_front_then": math.exp(log_front) * math.exp(self._frontier_eff_slope() * en.planning_horizon_months),
+        }
+        self._entry_ctx, self._entry_key = ctx, key
+        return ctx
+
+    def entrant_price(self, cash, obligation):
         """Price per H100e-month an entrant with ``cash`` would bargain for a deal worth ``obligation``.
 
         Median cloud terms; the entrant's default risk comes from its coverage cash / obligation and its
-        patience from a full target runway; its outside option is the expected spot price.
+        patience from a full target runway; its outside option is the expected spot price. Works
+        elementwise on arrays.
         """
         ct = self.cfg.contracting
-        term = min(ct.terms_months)
-        market = [c for c in self.clouds if not c.public and not c.restricted]
-        floors = np.array([c.floor_price for c in market])
-        spot_path = ec.expected_price_path(self.spot_price_ewma, term, ct.forward_price_decline)
-        pdef = float(ec.default_probability(cash / max(obligation, 1.0), ct.risk_k))
-        cmin = (1 + pdef * ct.lgd) * max(float(np.median(floors)) * (1 - ct.forward_price_decline) ** (term / 24),
-                                         spot_path * 0.3)
-        alt = spot_path * (1 + ct.spot_risk_premium)
-        r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, self.cfg.capital.target_runway_months,
-                                           ct.lab_impatience))
-        r_cloud = float(np.median([c.cost_of_capital for c in market])) / 12
-        p = float(ec.nash_price(alt, cmin, ec.rubinstein_weight(r_lab, r_cloud)))
-        p = p if np.isfinite(p) else max(cmin, alt)
-        # A public provider with spare capacity that would take this entrant rents at its floor.
-        public = [c.floor_price for c in self.clouds if c.public and cash <= c.eligible_capital_max
-                  and self.available(c, self.t, term) > 0]
-        return min([p, *public])
+        x = self._entry_terms()
+        cash = np.asarray(cash, dtype=float)
+        pdef = ec.default_probability(cash / np.maximum(obligation, 1.0), ct.risk_k)
+        cmin = (1 + pdef * ct.lgd) * max(x["floor"], x["spot_path"] * 0.3)
+        alt = x["spot_path"] * (1 + ct.spot_risk_premium)
+        p = ec.nash_price(alt, cmin, x["beta"])
+        p = np.where(np.isfinite(p), p, np.maximum(cmin, alt))
+        for floor, max_capital in x["public"]:
+            p = np.where(cash <= max_capital, np.minimum(p, floor), p)
+        return float(p) if p.ndim == 0 else p
 
-    def compute_entry_barrier(self, efficiency_fraction: float | None = None, cash: float | None = None) -> float:
-        """Capital a representative entrant needs to reach a viable capability in its horizon (S9)."""
+    def compute_entry_barrier(self, efficiency_fraction=None, cash=None):
+        """Capital a representative entrant needs to reach a viable capability in its horizon (S9).
+
+        With arrays of efficiency fractions and cash, the capital each such entrant needs."""
         en = self.cfg.entry
         frac = efficiency_fraction if efficiency_fraction is not None else \
             0.5 * (en.efficiency_fraction_lo + en.efficiency_fraction_hi)
         cash = en.seed_capital_median_usd if cash is None else cash
-        target = self.projected_frontier(en.planning_horizon_months) - en.viable_gap
-        log_front = max((lab.log_eff for lab in self.alive_labs()), default=0.0)
-        eff_then = math.exp(log_front) * frac * math.exp(self._frontier_eff_slope() * en.planning_horizon_months)
+        x = self._entry_terms()
+        eff_then = x["eff_front_then"] * np.asarray(frac, dtype=float)
         compute_share = 1 - self.cfg.efficiency.rd_share_init
         frs = self.cfg.training.final_run_share
         # Two passes: the price depends on the entrant's coverage of the compute bill it implies.
         need = 0.0
         for _ in range(2):
             price = self.entrant_price(cash, need * compute_share)
-            need = ec.capital_to_reach(target, eff_then, self.g_coef, self.gamma, self.flop_per_unit, price,
+            need = ec.capital_to_reach(x["target"], eff_then, self.g_coef, self.gamma, self.flop_per_unit, price,
                                        compute_share) / frs
         return need
 
@@ -913,19 +1111,29 @@ class ComputeMarket(mesa.Model):
     def _entrants(self) -> None:
         en = self.cfg.entry
         n = int(self.rng.poisson(en.rate_per_month * self.sentiment))
-        for _ in range(n):
-            seed = float(self.rng.lognormal(math.log(en.seed_capital_median_usd), en.seed_capital_sigma))
-            frac = float(self.rng.uniform(en.efficiency_fraction_lo, en.efficiency_fraction_hi))
-            need = self.compute_entry_barrier(frac, seed)
-            if need > seed * en.reach_multiple or self.ledger.of("investor_pool") < seed:
+        if n == 0:
+            return
+        seeds = np.empty(n)
+        fracs = np.empty(n)
+        for k in range(n):
+            seeds[k] = self.rng.lognormal(math.log(en.seed_capital_median_usd), en.seed_capital_sigma)
+            fracs[k] = self.rng.uniform(en.efficiency_fraction_lo, en.efficiency_fraction_hi)
+        need = np.asarray(self.compute_entry_barrier(fracs, seeds))
+        go = np.flatnonzero(need <= seeds * en.reach_multiple)
+        if go.size == 0:
+            return
+        alive = self.alive_labs()
+        log_front = max((lab.log_eff for lab in alive), default=0.0)
+        q_front = max((lab.capability for lab in alive), default=0.0)
+        # Starts from an open model well behind the frontier.
+        eff_flop = float(ec.effective_flop_for_capability(q_front - 2 * en.viable_gap, self.g_coef, self.gamma))
+        for k in go.tolist():
+            seed, frac = float(seeds[k]), float(fracs[k])
+            if self.ledger.of("investor_pool") < seed:
                 continue
-            log_front = max((lab.log_eff for lab in self.alive_labs()), default=0.0)
-            q_front = max((lab.capability for lab in self.alive_labs()), default=0.0)
             eff = math.exp(log_front) * frac
-            # Starts from an open model well behind the frontier.
-            flop = float(ec.effective_flop_for_capability(q_front - 2 * en.viable_gap, self.g_coef, self.gamma)) / eff
             lab = Lab(self, f"Entrant-{self.t:03d}-{len(self.labs):04d}", "small", efficiency=eff,
-                      last_run_flop=flop)
+                      last_run_flop=eff_flop / eff)
             self.ledger.transfer("investor_pool", lab, seed, "seed_round")
             lab.capital_raised = seed
             lab.dilute("investors", 1.0)

@@ -79,9 +79,12 @@ def check_invariants(model: ComputeMarket) -> list[tuple[str, str]]:
             if _is_number(v) and not math.isfinite(v):
                 out.append(("d", f"{where}: agent row {r[3]} field {j} = {v!r}"))
 
-    # (e) no active contract with an exited buyer
+    # (e) no active contract with an exited buyer; the book's cached index of active rows is up to date
     book = model.book
-    rows = book.active_capacity_rows()
+    kind, status = book.kind, book.status
+    rows = np.flatnonzero((status == 0) & ((kind == 0) | (kind == 3)))
+    if not np.array_equal(rows, book.active_capacity_rows()):
+        out.append(("e", f"{where}: the cached index of active contracts is stale"))
     by_id = {lab.unique_id: lab for lab in model.labs}
     for r in rows:
         lab = by_id.get(int(book.cols["buyer"][r]))
