@@ -46,14 +46,14 @@ def survival_24m(labs, t: int) -> float:
     return ok / len(born)
 
 
-def collect_row(m) -> dict:
-    """All timeseries columns for the month that just ended."""
+def collect_row(m, month_labs=None) -> dict:
+    """All timeseries columns for the month that just ended (``month_labs``: the model's month_labs())."""
     from .model import month_label
 
     labs = m.alive_labs()
     t = m.t
     # Labs that exited this month still bought compute and earned revenue in it.
-    month_labs = [lab for lab in m.labs if lab.alive or lab.exit_month == t]
+    month_labs = m.month_labs() if month_labs is None else month_labs
     compute = np.array([lab.compute for lab in month_labs])
     revenue = np.array([lab.revenue for lab in month_labs])
     capital = np.array([lab.capital_raised for lab in labs])
@@ -61,7 +61,11 @@ def collect_row(m) -> dict:
     online = np.array([c.online for c in m.clouds])
     delivered = np.array([c.delivered for c in m.clouds])
     # Frontier run cost: cost of the largest run completed in the last 12 months.
-    recent = [r for r in m.runs_log if t - r["step"] < 12]
+    recent = []
+    for r in reversed(m.runs_log):  # the log is in month order
+        if t - r["step"] >= 12:
+            break
+        recent.append(r)
     run_cost = max(recent, key=lambda r: r["physical_flop"])["cost_usd"] if recent else 0.0
     front = max(labs, key=lambda lab: lab.capability) if labs else None
     if front is not None:
@@ -94,8 +98,8 @@ def collect_row(m) -> dict:
         "lab_gini_capital": ec.gini(capital),
         "frontier_capability": float(caps.max()) if caps.size else 0.0,
         "median_capability": float(np.median(caps)) if caps.size else 0.0,
-        "frontier_training_flop": max(lab.best_run_flop for lab in m.labs),
-        "frontier_effective_flop": max(lab.best_run_eff_flop for lab in m.labs),
+        "frontier_training_flop": m.best_run_flop,
+        "frontier_effective_flop": m.best_run_eff_flop,
         "frontier_run_cost_usd": float(run_cost),
         "entry_barrier_usd": float(m.entry_barrier),
         "marginal_capability_per_usd": mcpu,

@@ -154,6 +154,7 @@ class ComputeMarket(mesa.Model):
         self._uid_cap = 1
         self._cloud_pos_n = -1
         self._entry_key = None
+        self._label_t = -1
         self.events_log: list[dict] = []
         self.env = Environment(cfg)
         self.spot_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
@@ -173,12 +174,14 @@ class ComputeMarket(mesa.Model):
         self.chip_spend_month = 0.0
         self.chip_units_month = 0.0
         self.rows: list[dict] = []
-        self.agent_rows: list[tuple] = []
+        self._agent_frames: list[tuple] = []
         self._scheduled = self._parse_events()
         self._build_world()
         self.q_front_hist.append(max(lab.capability for lab in self.labs) if self.labs else 0.0)
-        self.frontier_hist.append((math.log(max((lab.best_run_flop for lab in self.labs), default=1.0)),
-                                   max((lab.log_eff for lab in self.labs), default=0.0)))
+        # Records so far over all labs that ever lived (updated monthly in phase_collect).
+        self.best_run_flop = max((lab.best_run_flop for lab in self.labs), default=1.0)
+        self.best_run_eff_flop = max((lab.best_run_eff_flop for lab in self.labs), default=1.0)
+        self.frontier_hist.append((math.log(self.best_run_flop), max((lab.log_eff for lab in self.labs), default=0.0)))
         self.datacollector = mesa.DataCollector(model_reporters={
             "lab_hhi_compute": lambda m: m.latest("lab_hhi_compute"),
             "entry_barrier_usd": lambda m: m.latest("entry_barrier_usd"),
@@ -274,7 +277,9 @@ class ComputeMarket(mesa.Model):
     # ------------------------------------------------------------------ helpers used by agents
     def log_event(self, kind: str, who: str, detail: str = "", value: float = 0.0) -> None:
         """Append to the events ledger (events, entries, exits, defaults)."""
-        self.events_log.append({"month": month_label(self.cfg.run.start, self.t), "step": self.t, "event": kind,
+        if self._label_t != self.t:
+            self._label, self._label_t = month_label(self.cfg.run.start, self.t), self.t
+        self.events_log.append({"month": self._label, "step": self.t, "event": kind,
                                 "agent": who, "detail": detail, "value_usd": value})
 
     def may_buy(self, cloud: CloudProvider, vendor: ChipVendor) -> bool:
@@ -1003,39 +1008,66 @@ class ComputeMarket(mesa.Model):
     def phase_entry_exit(self) -> None:
         """Insolvent labs exit (contracts default, know-how diffuses); entrants arrive and test entry (S9)."""
         tr = self.cfg.training
+        oblig = self.obligations_by_uid()
+        leaving = []
         for lab in self.alive_labs():
-            idle = lab.compute <= 0 and lab.revenue <= 0 and lab.other_funding <= 0
-            broke = lab.cash < tr.wind_down_cash_usd and idle and self.lab_obligations(lab) <= 0
-            if lab.insolvent or broke:
-                self._exit(lab, "default" if lab.insolvent else "wind_down")
+            if lab.insolvent:
+                leaving.append((lab, "default"))
+            elif (lab.compute <= 0 and lab.revenue <= 0 and lab.other_funding <= 0 and lab.cash < tr.wind_down_cash_usd
+                  and oblig[lab.unique_id] <= 0):
+                leaving.append((lab, "wind_down"))
+        self._exit_many(leaving)
         self.entry_barrier = self.compute_entry_barrier()
         self._entrants()
 
-    def _exit(self, lab: Lab, why: str) -> None:
-        rows = self._lab_rows(lab)
+    def _exit_many(self, leaving: list[tuple[Lab, str]]) -> None:
+        """Labs exit in the given order: take-or-pay claims on their contracts' remaining value are paid pro
+        rata from the cash left, the contracts default and free the clouds' capacity, clouds write off their
+        stakes, and each exit's know-how diffuses to the labs still alive that are behind it."""
+        if not leaving:
+            return
+        before = self.alive_labs()
+        uid = np.array([lab.unique_id for lab, _ in leaving], dtype=np.int64)
+        rows = self.book.active_capacity_rows()
+        rows = rows[np.isin(self.book.cols["buyer"][rows], uid)]
         if rows.size:
-            # Take-or-pay claims on the remaining value are paid pro rata from what cash is left.
+            buyers = self.book.cols["buyer"][rows]
             claims = self.book.remaining_value(self.t + 1, rows) * self.book.cols["take_or_pay"][rows]
-            total = float(claims.sum())
-            if total > 0 and lab.cash > 0:
-                paid = claims * min(1.0, lab.cash / total)
-                acct = {c.unique_id: c.account for c in self.clouds}
-                self.ledger.transfer_many([lab.account] * rows.size,
-                                          [acct[int(s)] for s in self.book.cols["seller"][rows]], paid,
-                                          "default_recovery")
+            total = np.bincount(buyers, weights=claims, minlength=self._uid_cap)
+            cash = np.zeros(self._uid_cap)
+            cash[uid] = self.ledger.balance[[lab.account for lab, _ in leaving]]
+            share = np.where((total > 0) & (cash > 0), np.minimum(1.0, cash / np.where(total > 0, total, 1.0)), 0.0)
+            pay = share[buyers] > 0
+            acct = np.zeros(self._uid_cap, dtype=np.int64)
+            acct[uid] = [lab.account for lab, _ in leaving]
+            cloud_acct = np.array([c.account for c in self.clouds])
+            self.ledger.transfer_many(acct[buyers[pay]], cloud_acct[self._seller_idx(rows[pay])],
+                                      claims[pay] * share[buyers[pay]], "default_recovery")
             self._release(rows, "defaulted")
-        lab.alive = False
-        lab.exit_month = self.t
+        for lab, _ in leaving:
+            lab.alive = False
+            lab.exit_month = self.t
+            self.exits += 1
+            for c in self.clouds:
+                c.equity_stakes.pop(lab.unique_id, None)
         self._labs_version += 1
-        self.exits += 1
-        for c in self.clouds:
-            c.equity_stakes.pop(lab.unique_id, None)
-        alive = self.alive_labs()
+        # Know-how diffuses, exit by exit, to the labs still alive that are behind the one leaving.
         ed = self.cfg.efficiency.exit_diffusion
-        for other in alive:
-            if lab.log_eff > other.log_eff:
-                other.log_eff += ed * (lab.log_eff - other.log_eff) / max(len(alive), 1)
-        self.log_event("exit", lab.name, why, lab.cash)
+        pos = {lab.unique_id: i for i, lab in enumerate(before)}
+        log_eff = np.array([lab.log_eff for lab in before])
+        changed = np.zeros(len(before), dtype=bool)
+        alive_now = np.ones(len(before), dtype=bool)
+        for lab, _ in leaving:
+            j = pos[lab.unique_id]
+            alive_now[j] = False
+            behind = alive_now & (log_eff < log_eff[j])
+            if behind.any():
+                log_eff[behind] += ed * (log_eff[j] - log_eff[behind]) / max(int(alive_now.sum()), 1)
+                changed |= behind
+        for i in np.flatnonzero(changed).tolist():
+            before[i].log_eff = float(log_eff[i])
+        for lab, why in leaving:
+            self.log_event("exit", lab.name, why, lab.cash)
 
     def projected_frontier(self, horizon: int) -> float:
         """Frontier capability extrapolated ``horizon`` months along its least-squares trend (last 36 months)."""
@@ -1143,14 +1175,22 @@ class ComputeMarket(mesa.Model):
             self.log_event("entry", lab.name, f"efficiency {frac:.2f} of frontier", seed)
 
     # 11 -----------------------------------------------------------------
+    def month_labs(self) -> list[Lab]:
+        """Labs active this month: those alive and those that exited this month (they still traded in it)."""
+        t = self.t
+        return [lab for lab in self.labs if lab.alive or lab.exit_month == t]
+
     def phase_collect(self) -> None:
         labs = self.alive_labs()
+        month_labs = self.month_labs()
         q_front = max((lab.capability for lab in labs), default=0.0)
         self.q_front_hist.append(q_front)
-        phys = max((lab.best_run_flop for lab in self.labs), default=1.0)
+        self.best_run_flop = max(self.best_run_flop, max((lab.best_run_flop for lab in month_labs), default=1.0))
+        self.best_run_eff_flop = max(self.best_run_eff_flop,
+                                     max((lab.best_run_eff_flop for lab in month_labs), default=1.0))
         log_e = max((lab.log_eff for lab in labs), default=0.0)
-        self.frontier_hist.append((math.log(phys), log_e))
-        rev = sum(lab.revenue for lab in self.labs if lab.alive or lab.exit_month == self.t)
+        self.frontier_hist.append((math.log(self.best_run_flop), log_e))
+        rev = sum(lab.revenue for lab in month_labs)
         self.sector_revenue_hist.append(rev)
         if len(self.sector_revenue_hist) > 12 and self.sector_revenue_hist[-13] > 0:
             g = rev / self.sector_revenue_hist[-13]
@@ -1159,21 +1199,48 @@ class ComputeMarket(mesa.Model):
         for c in self.clouds:
             c.unmet_ewma = 0.7 * c.unmet_ewma + 0.3 * c.unmet_month
             c.unmet_month = 0.0
-        row = collect_row(self)
+        row = collect_row(self, month_labs)
         self.rows.append(row)
-        self.agent_rows.extend(self._agent_rows(row["month"]))
+        self._record_agents(month_labs)
         self.datacollector.collect(self)
 
     def latest(self, key: str):
         return self.rows[-1][key] if self.rows else 0.0
 
-    def _agent_rows(self, month: str):
-        for a in (*self.labs, *self.clouds, *self.vendors):
-            if a.type_name == "lab" and not a.alive and a.exit_month is not None and a.exit_month < self.t:
-                continue
-            yield (month, self.t, a.unique_id, a.name, a.type_name, a.kind, a.alive, a.cash, a.capital_raised,
-                   a.h100e, a.revenue, a.capability_index if a.type_name == "lab" else "",
-                   a.efficiency_index if a.type_name == "lab" else "", a.market_share)
+    def _record_agents(self, month_labs: list[Lab]) -> None:
+        """Keep this month's agent-level values as arrays (names and kinds are read when rows are written)."""
+        agents = [*month_labs, *self.clouds, *self.vendors]
+        n_labs = len(month_labs)
+        led = self.ledger.balance
+        self._agent_frames.append((
+            self.t, agents,
+            np.array([a.alive for a in agents], dtype=bool),
+            led[[a.account for a in agents]],
+            np.array([a.capital_raised for a in agents]),
+            np.array([lab.compute for lab in month_labs] + [c.online for c in self.clouds] + [0.0] * len(self.vendors)),
+            np.array([a.revenue for a in agents]),
+            np.array([lab.capability for lab in month_labs]),
+            np.exp([lab.log_eff for lab in month_labs]) if n_labs else np.zeros(0),
+            np.array([a.market_share for a in agents]),
+        ))
+
+    def iter_agent_rows(self):
+        """Rows of agents.csv, month by month: every agent active that month (labs that exited earlier are
+        left out)."""
+        start = self.cfg.run.start
+        for t, agents, alive, cash, raised, h100e, revenue, capability, efficiency, share in self._agent_frames:
+            month = month_label(start, t)
+            n_labs = capability.size
+            for i, a in enumerate(agents):
+                lab = i < n_labs
+                yield (month, t, a.unique_id, a.name, a.type_name, a.kind, bool(alive[i]), float(cash[i]),
+                       float(raised[i]), float(h100e[i]), float(revenue[i]), float(capability[i]) if lab else "",
+                       float(efficiency[i]) if lab else "", float(share[i]))
+
+    @property
+    def agent_rows(self) -> list[tuple]:
+        """All rows of agents.csv as a list (see iter_agent_rows)."""
+        return list(self.iter_agent_rows())
 
     @property
     def _p0(self) -> float:

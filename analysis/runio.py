@@ -127,10 +127,13 @@ def _version(dist: str) -> str | None:
 def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
     cfg = getattr(model, "initial_cfg", None) or model.cfg
     _write_csv(d / "timeseries.csv", COLUMNS, ([row[c] for c in COLUMNS] for row in model.rows))
-    for r in model.agent_rows:
-        if len(r) != len(AGENT_COLUMNS):
-            raise ValueError(f"agent row has {len(r)} fields, expected {len(AGENT_COLUMNS)}: {r!r}")
-    _write_csv(d / "agents.csv", AGENT_COLUMNS, model.agent_rows)
+    def agent_rows():
+        for r in model.iter_agent_rows():
+            if len(r) != len(AGENT_COLUMNS):
+                raise ValueError(f"agent row has {len(r)} fields, expected {len(AGENT_COLUMNS)}: {r!r}")
+            yield r
+
+    _write_csv(d / "agents.csv", AGENT_COLUMNS, agent_rows())
     cols, rows = _dict_rows(model.contracts_table(), CONTRACT_COLUMNS)
     _write_csv(d / "contracts.csv", cols, rows)
     _write_csv(d / "events.csv", EVENT_COLUMNS, ([e.get(c) for c in EVENT_COLUMNS] for e in model.events_log))
