@@ -531,14 +531,16 @@ class Lab(MarketAgent):
         seeking = runway < cap.raise_trigger_months
         ambition = cap.spend_growth_annual ** (cap.target_runway_months / 24)
         ask = np.maximum((spend * ambition - income) * cap.target_runway_months - cash_raw, 0.0)
-        for i, lab in enumerate(labs):
-            lab.spend_rate = float(spend[i])
-            lab.rd_share = float(rd_share[i])
-            lab.desired = float(desired[i])
-            lab.request = (float(sized[i]), int(term[i])) if want[i] else None
-            if seeking[i]:
-                lab.ask = float(ask[i])
-                lab.seeking = bool(ask[i] > 0)
+        for lab, sp, rs, de, w, sz, tm, sk, ak in zip(
+                labs, spend.tolist(), rd_share.tolist(), desired.tolist(), want.tolist(), sized.tolist(),
+                term.tolist(), seeking.tolist(), ask.tolist(), strict=True):
+            lab.spend_rate = sp
+            lab.rd_share = rs
+            lab.desired = de
+            lab.request = (sz, tm) if w else None
+            if sk:
+                lab.ask = ak
+                lab.seeking = ak > 0
             else:
                 lab.seeking = False
 

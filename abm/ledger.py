@@ -110,6 +110,7 @@ class ContractBook:
         self.cols["closed"][:] = -1
         self.version = 0
         self._active: np.ndarray | None = np.zeros(0, dtype=np.int64)
+        self._active_cols: dict | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -177,14 +178,25 @@ class ContractBook:
         self.version += 1
         if capacity_rows:
             self._active = None
+            self._active_cols = None
+
+    def _gather(self, rows, *names):
+        """Columns at ``rows``; the active index's columns are kept gathered until the book changes."""
+        if rows is None:
+            return [self.cols[k][: self.n] for k in names]
+        if rows is self._active:
+            if self._active_cols is None:
+                self._active_cols = {}
+            got = self._active_cols
+            for k in names:
+                if k not in got:
+                    got[k] = self.cols[k][rows]
+            return [got[k] for k in names]
+        return [self.cols[k][rows] for k in names]
 
     def volume_at(self, t: int, rows=None):
         """Nominal H100e each contract delivers in month ``t`` (ramps included; zero outside its term)."""
-        sl = slice(0, self.n) if rows is None else rows
-        start = self.cols["start"][sl]
-        end = self.cols["end"][sl]
-        vol = self.cols["volume"][sl]
-        ramp = self.cols["ramp"][sl]
+        start, end, vol, ramp = self._gather(rows, "start", "end", "volume", "ramp")
         on = (start <= t) & (t < end)
         frac = np.where(ramp > 0, np.minimum(1.0, (t - start + 1) / np.maximum(ramp, 1)), 1.0)
         return np.where(on, vol * frac, 0.0)
@@ -216,10 +228,7 @@ class ContractBook:
         room, default claims and ``cloud_backlog_usd`` all understate flat contracts (docs/FINDINGS.md,
         "Known defect").
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        s = self.cols["start"][rows]
-        e = self.cols["end"][rows]
-        r = self.cols["ramp"][rows]
+        s, e, r, vol, price = self._gather(rows, "start", "end", "ramp", "volume", "price")
         k0 = np.maximum(t, s) - s + 1
         k1 = e - s
         n = np.maximum(k1 - k0 + 1, 0)
@@ -227,7 +236,7 @@ class ContractBook:
         n_ramp = np.where(r > 0, np.maximum(np.minimum(k1, r - 1) - k0 + 1, 0), 0)
         ramp_sum = n_ramp * (2 * k0 + n_ramp - 1) / 2.0 / np.maximum(r, 1)
         units = np.where(r > 0, (n - n_ramp) + ramp_sum, np.minimum(n, 1))
-        return self.cols["volume"][rows] * units * self.cols["price"][rows]
+        return vol * units * price
 
     def close(self, rows, status: str, t: int) -> None:
         """Set the status of contracts and the month they closed."""

@@ -67,7 +67,7 @@ def collect_row(m, month_labs=None) -> dict:
             break
         recent.append(r)
     run_cost = max(recent, key=lambda r: r["physical_flop"])["cost_usd"] if recent else 0.0
-    front = max(labs, key=lambda lab: lab.capability) if labs else None
+    front = labs[int(np.argmax(caps))] if labs else None
     if front is not None:
         cost = front.last_run_cost or (front.compute_train * front.unit_price * m.cfg.training.run_months
                                        * m.cfg.training.final_run_share)

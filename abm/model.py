@@ -348,6 +348,23 @@ class ComputeMarket(mesa.Model):
             return out
         return self._cached("held", compute)
 
+    def lab_cash(self, labs: list[Lab]) -> np.ndarray:
+        """Cash of each lab (from the ledger)."""
+        return self.ledger.balance[[lab.account for lab in labs]]
+
+    def lab_coverage(self, labs: list[Lab], extra=0.0) -> np.ndarray:
+        """Lab.coverage for many labs at once: (cash + a year of income) / (obligations + ``extra``)."""
+        cover = np.maximum(self.lab_cash(labs), 0.0) + 12 * np.array([lab.revenue_ewma + lab.other_funding
+                                                                      for lab in labs])
+        owed = self.obligations_by_uid()[[lab.unique_id for lab in labs]] + extra
+        return np.where(owed > 0, cover / np.where(owed > 0, owed, 1.0), 1e6)
+
+    def lab_runway(self, labs: list[Lab]) -> np.ndarray:
+        """Lab.runway for many labs at once: months the cash lasts at the planned net burn (capped at 240)."""
+        burn = np.array([lab.spend_rate - lab.revenue_ewma - lab.other_funding for lab in labs])
+        cash = np.maximum(self.lab_cash(labs), 0.0)
+        return np.where(burn <= 0, 240.0, np.minimum(240.0, cash / np.where(burn > 0, burn, 1.0)))
+
     def lab_obligations(self, lab: Lab) -> float:
         """Money a lab still owes on its active contracts."""
         return float(self.obligations_by_uid()[lab.unique_id])
@@ -556,23 +573,24 @@ class ComputeMarket(mesa.Model):
             labs = [lab for lab in labs if lab.seeking]
         if labs:
             q_front = max(lab.capability for lab in self.alive_labs())
-            gap = np.array([q_front - lab.capability for lab in labs])
+            gap = q_front - np.array([lab.capability for lab in labs])
             growth = np.array([lab.revenue_growth() for lab in labs])
             asks = np.array([lab.ask for lab in labs])
             scores = ec.investor_score(gap, growth, cap.score_scale)
             funds = max(led.of("investor_pool"), 0.0)
             grant = ec.allocate_capital(funds, scores, asks, cap.kappa, weight_by_ask=True)
-            for lab, amount in zip(labs, grant, strict=True):
-                if amount <= 0:
-                    continue
+            got = np.flatnonzero(grant > 0)
+            led.transfer_many(np.full(got.size, led.index["investor_pool"]), [labs[i].account for i in got],
+                              grant[got], "equity_raise")
+            for i, amount in zip(got.tolist(), grant[got].tolist(), strict=True):
+                lab = labs[i]
                 pre = max(cap.revenue_multiple * 12 * lab.revenue_ewma, lab.capital_raised, 1.0)
                 share = amount / (pre + amount)
                 lab.dilute("investors", share)
-                led.transfer("investor_pool", lab, float(amount), "equity_raise")
-                lab.capital_raised += float(amount)
+                lab.capital_raised += amount
                 lab.start_spending()
                 lab.seeking = False
-                self.log_event("raise", lab.name, f"{share:.3f} of equity", float(amount))
+                self.log_event("raise", lab.name, f"{share:.3f} of equity", amount)
         out = led.of("investor_pool") * cap.dry_powder_outflow
         if out > 0:
             led.transfer("investor_pool", "investors", out, "dry_powder_outflow")
@@ -587,11 +605,12 @@ class ComputeMarket(mesa.Model):
         order = self.rng.permutation(len(clouds))
         for i in order:
             cloud = clouds[int(i)]
-            cands = [lab for lab in seekers if lab.seeking and lab.unique_id not in cloud.equity_stakes
-                     and self.may_contract(lab, cloud)]
+            ok = self._eligible(seekers)[:, cloud.idx]
+            cands = [lab for lab, k in zip(seekers, ok.tolist(), strict=True)
+                     if k and lab.seeking and lab.unique_id not in cloud.equity_stakes]
             if not cands:
                 continue
-            pd = np.array([float(ec.default_probability(lab.coverage(), self.cfg.contracting.risk_k)) for lab in cands])
+            pd = ec.default_probability(self.lab_coverage(cands), self.cfg.contracting.risk_k)
             value = np.array([lab.desired for lab in cands]) * (1 - pd)
             lab = cands[int(np.argmax(value))]
             invest = min(pol.equity_deal_share_of_cash * cloud.cash, lab.ask)
@@ -699,9 +718,7 @@ class ComputeMarket(mesa.Model):
         cap = pol.max_lab_share_of_cloud * online[None, :] - self.held_by_uid()[uid]
         want = vol[:, None] / eff[None, :]
         # Reservation prices (the cloud's) and outside options (the lab's), as in cloud_terms.
-        cover = np.array([max(lab.cash, 0.0) + 12 * (lab.revenue_ewma + lab.other_funding) for lab in reqs])
-        owed = self.obligations_by_uid()[uid] + vol * self.reserved_ref * term
-        pdef = ec.default_probability(np.where(owed > 0, cover / np.where(owed > 0, owed, 1.0), 1e6), ct.risk_k)
+        pdef = ec.default_probability(self.lab_coverage(reqs, vol * self.reserved_ref * term), ct.risk_k)
         terms, t_idx = np.unique(term, return_inverse=True)
         spot_path = np.array([ec.expected_price_path(self.spot_price_ewma, int(k), ct.forward_price_decline)
                               for k in terms])[t_idx]
@@ -711,8 +728,7 @@ class ComputeMarket(mesa.Model):
             floors[None, :] * ((1 - ct.forward_price_decline) ** (term / 24))[:, None],
             spot_path[:, None] * sell_prob[None, :])
         lab_alt = spot_path * (1 + ct.spot_risk_premium)
-        r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, np.array([lab.runway() for lab in reqs]),
-                                     ct.lab_impatience)
+        r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, self.lab_runway(reqs), ct.lab_impatience)
         r_cloud = np.array([c.cost_of_capital / 12 for c in clouds])
         beta = ec.rubinstein_weight(r_lab[:, None], r_cloud[None, :])
         per_eff = cloud_min / eff[None, :]
@@ -930,31 +946,32 @@ class ComputeMarket(mesa.Model):
         paid = owed + spot_paid
         run_flop = frs * train * self.flop_per_unit
         run_cost = frs * train * unit
-        for i, lab in enumerate(labs):
-            r = float(rev[i])
+        for lab, r, ki, pa, tr, un, po, sh, rf, rc in zip(
+                labs, rev.tolist(), k.tolist(), paid.tolist(), train.tolist(), unit.tolist(), potential.tolist(),
+                shares.tolist(), run_flop.tolist(), run_cost.tolist(), strict=True):
             lab.revenue = r
             lab.revenue_ewma = 0.7 * lab.revenue_ewma + 0.3 * r
             hist = lab.revenue_hist
             hist.append(r)
             if len(hist) > 13:
                 del hist[0]
-            lab.compute = float(k[i])
-            lab.compute_paid = float(paid[i])
-            lab.compute_train = float(train[i])
-            lab.unit_price = float(unit[i])
-            lab.potential_revenue = float(potential[i])
-            lab.market_share = float(shares[i])
-            lab.run_flop += float(run_flop[i])
-            lab.run_cost += float(run_cost[i])
+            lab.compute = ki
+            lab.compute_paid = pa
+            lab.compute_train = tr
+            lab.unit_price = un
+            lab.potential_revenue = po
+            lab.market_share = sh
+            lab.run_flop += rf
+            lab.run_cost += rc
         self._pay_contracts(labs, rows, pay)
         cash = np.maximum(led.balance[accounts], 0.0)
         solvent = np.array([lab.alive and not lab.insolvent for lab in labs], dtype=bool)
         rd = np.where(solvent, np.minimum(np.array([lab.rd_share * lab.spend_rate for lab in labs]), cash), 0.0)
         led.transfer_many(accounts, np.full(n, led.index["rd_staff"]), rd, "rd_spend")
-        for i, lab in enumerate(labs):
-            lab.rd_spend = float(rd[i])
-            if solvent[i]:
-                lab.spent_last = float(rd[i] + paid[i])
+        for lab, r, ok, pa in zip(labs, rd.tolist(), solvent.tolist(), paid.tolist(), strict=True):
+            lab.rd_spend = r
+            if ok:
+                lab.spent_last = r + pa
         # Efficiency and training runs.
         alive = [lab for lab in labs if not lab.insolvent]
         if alive:
