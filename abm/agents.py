@@ -386,25 +386,101 @@ class CloudProvider(MarketAgent):
 
 
 # ---------------------------------------------------------------------------------------------------------
+class LabTable:
+    """The numeric state of every lab ever created, as columns: row ``lab.slot`` belongs to ``lab``.
+
+    Labs are agents and decide for themselves, but at 10,000 labs the monthly phases must read and write
+    their state over arrays. Each column below is exposed on :class:`Lab` as an ordinary attribute (a
+    descriptor reading and writing this table), so per-lab code and vectorized phases see the same state.
+    Rows are in creation order, the order of ``model.labs``.
+    """
+
+    FLOATS = ("spend_rate", "spent_last", "rd_share", "revenue", "revenue_ewma", "other_funding", "compute",
+              "compute_paid", "compute_train", "unit_price", "potential_revenue", "market_share", "run_flop",
+              "run_cost", "rd_spend", "desired", "log_eff", "capability", "capital_raised", "spot_bought",
+              "spot_paid", "spot_eff", "best_run_flop", "best_run_eff_flop", "req_volume", "ask")
+    INTS = ("req_term", "run_start", "birth", "exit_t", "excl_with", "excl_until", "rev_n", "uid", "acct")
+    BOOLS = ("alive", "insolvent", "seeking", "restricted", "small")
+    HIST = 13  # months of revenue kept (revenue growth over a year)
+
+    def __init__(self, capacity: int = 64):
+        self.n = 0
+        self.cols: dict[str, np.ndarray] = {}
+        for names, dtype in ((self.FLOATS, float), (self.INTS, np.int64), (self.BOOLS, bool)):
+            for k in names:
+                self.cols[k] = np.zeros(capacity, dtype=dtype)
+        self.rev_hist = np.zeros((capacity, self.HIST))
+
+    def new_row(self) -> int:
+        """Append a row (grown by doubling) and return its index."""
+        if self.n == self.rev_hist.shape[0]:
+            for k, arr in self.cols.items():
+                self.cols[k] = np.concatenate([arr, np.zeros_like(arr)])
+            self.rev_hist = np.concatenate([self.rev_hist, np.zeros_like(self.rev_hist)])
+        self.n += 1
+        return self.n - 1
+
+    def push_revenue(self, slots: np.ndarray, revenue: np.ndarray) -> None:
+        """Append this month's revenue to each lab's history (the last 13 months are kept)."""
+        n = self.cols["rev_n"][slots]
+        self.rev_hist[slots, n % self.HIST] = revenue
+        self.cols["rev_n"][slots] = n + 1
+
+    def revenue_growth(self, slots: np.ndarray) -> np.ndarray:
+        """Growth of revenue over the last 12 months (0 without history or revenue a year ago)."""
+        n = self.cols["rev_n"][slots]
+        last = self.rev_hist[slots, (n - 1) % self.HIST]
+        first = self.rev_hist[slots, np.maximum(n - self.HIST, 0) % self.HIST]
+        ok = (n >= 2) & (first > 0)
+        return np.where(ok, last / np.where(ok, first, 1.0) - 1.0, 0.0)
+
+
+class _Column:
+    """A Lab attribute stored in the model's LabTable."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return obj._table.cols[self.name][obj.slot].item()
+
+    def __set__(self, obj, value):
+        obj._table.cols[self.name][obj.slot] = value
+
+
 class Lab(MarketAgent):
-    """An AI lab: raises money, buys compute, splits budget between compute and R&D, trains and serves."""
+    """An AI lab: raises money, buys compute, splits budget between compute and R&D, trains and serves.
+
+    Its numeric state lives in ``model.lab_table`` (see :class:`LabTable`); the attributes below read and
+    write it."""
 
     type_name = "lab"
+    for _name in (*LabTable.FLOATS, *LabTable.INTS, *LabTable.BOOLS):
+        locals()[_name] = _Column()
+    del _name
 
     def __init__(self, model, name: str, tier: str, *, efficiency: float, last_run_flop: float,
                  revenue: float = 0.0, other_funding: float = 0.0, rd_share: float | None = None):
+        self._table = model.lab_table
+        self.slot = model.lab_table.new_row()
         super().__init__(model, name, tier)
+        self.uid = self.unique_id
+        self.acct = self.account
         cfg = model.cfg
         self.tier = tier
+        self.small = tier == "small"
         self.birth = model.t
         self.exit_month = None
+        self.exit_t = -1
         self.log_eff = math.log(efficiency)
         self.best_run_flop = last_run_flop
         self.best_run_eff_flop = last_run_flop * efficiency
         self.capability = float(ec.capability(self.best_run_eff_flop, model.g_coef, model.gamma))
         self.revenue = revenue
         self.revenue_ewma = revenue
-        self.revenue_hist: list[float] = [revenue]
+        self._table.push_revenue(np.array([self.slot]), np.array([revenue]))
         self.other_funding = other_funding
         self.rd_share = cfg.efficiency.rd_share_init if rd_share is None else rd_share
         self.spend_rate = 0.0
@@ -432,12 +508,44 @@ class Lab(MarketAgent):
         self.spot_eff = 0.0
         self.restricted = False
 
+    @property
+    def request(self) -> tuple[float, int] | None:
+        """This month's request for reserved compute: (effective H100e, term in months), or None."""
+        v = self.req_volume
+        return (v, self.req_term) if v > 0 else None
+
+    @request.setter
+    def request(self, value) -> None:
+        self.req_volume, self.req_term = (0.0, 0) if value is None else (value[0], value[1])
+
+    @property
+    def exclusive_with(self) -> int | None:
+        """unique_id of the cloud this lab is bound to exclusively (see exclusive_until), or None."""
+        v = self.excl_with
+        return None if v < 0 else v
+
+    @exclusive_with.setter
+    def exclusive_with(self, value) -> None:
+        self.excl_with = -1 if value is None else value
+
+    @property
+    def exclusive_until(self) -> int:
+        return self.excl_until
+
+    @exclusive_until.setter
+    def exclusive_until(self, value) -> None:
+        self.excl_until = value
+
+    @property
+    def revenue_hist(self) -> list[float]:
+        """Revenue of the last (up to) 13 months, oldest first."""
+        n = self.rev_n
+        k = min(n, LabTable.HIST)
+        return [float(self._table.rev_hist[self.slot, i % LabTable.HIST]) for i in range(n - k, n)]
+
     def revenue_growth(self) -> float:
         """Growth of revenue over the last 12 months (0 without history or revenue a year ago)."""
-        h = self.revenue_hist
-        if len(h) < 2 or h[0] <= 0:
-            return 0.0
-        return h[-1] / h[0] - 1.0
+        return float(self._table.revenue_growth(np.array([self.slot]))[0])
 
     def dilute(self, holder: str, share: float) -> None:
         """Issue ``share`` of the post-money equity to ``holder``; existing holders are diluted."""
@@ -501,15 +609,16 @@ class Lab(MarketAgent):
             return
         m, cfg = model, model.cfg
         cap, eff, ct = cfg.capital, cfg.efficiency, cfg.contracting
-        uid = np.fromiter((lab.unique_id for lab in labs), dtype=np.int64, count=len(labs))
-        cash_raw = m.ledger.balance[[lab.account for lab in labs]]
+        C = m.lab_table.cols
+        slots = m.alive_slots() if labs is m.alive_labs() else np.array([lab.slot for lab in labs], dtype=np.int64)
+        uid = C["uid"][slots]
+        cash_raw = m.ledger.balance[C["acct"][slots]]
         cash = np.maximum(cash_raw, 0.0)
-        income = np.array([lab.revenue_ewma + lab.other_funding for lab in labs])
-        spend = np.array([lab.spend_rate for lab in labs]) * cap.spend_growth_annual ** (1 / 12)
-        spent_last = np.array([lab.spent_last for lab in labs])
-        rd_share = np.array([lab.rd_share for lab in labs])
+        income = C["revenue_ewma"][slots] + C["other_funding"][slots]
+        spend = C["spend_rate"][slots] * cap.spend_growth_annual ** (1 / 12)
+        rd_share = C["rd_share"][slots]
         spend = np.minimum(np.minimum(spend, income + cash / 6.0),
-                           np.maximum(np.maximum(spent_last * 1.5, income), 1.0))
+                           np.maximum(np.maximum(C["spent_last"][slots] * 1.5, income), 1.0))
         train_spend = (1 - rd_share) * spend * m.train_fraction_est * cfg.training.run_months
         mr_c = ec.marginal_compute_return(np.maximum(train_spend * cfg.training.final_run_share, 1.0), m.gamma)
         mr_r = ec.marginal_rd_return(rd_share * spend, m.env.rd_half, eff.g_max, m.gamma, eff.rd_horizon_months)
@@ -531,18 +640,13 @@ class Lab(MarketAgent):
         seeking = runway < cap.raise_trigger_months
         ambition = cap.spend_growth_annual ** (cap.target_runway_months / 24)
         ask = np.maximum((spend * ambition - income) * cap.target_runway_months - cash_raw, 0.0)
-        for lab, sp, rs, de, w, sz, tm, sk, ak in zip(
-                labs, spend.tolist(), rd_share.tolist(), desired.tolist(), want.tolist(), sized.tolist(),
-                term.tolist(), seeking.tolist(), ask.tolist(), strict=True):
-            lab.spend_rate = sp
-            lab.rd_share = rs
-            lab.desired = de
-            lab.request = (sz, tm) if w else None
-            if sk:
-                lab.ask = ak
-                lab.seeking = ak > 0
-            else:
-                lab.seeking = False
+        C["spend_rate"][slots] = spend
+        C["rd_share"][slots] = rd_share
+        C["desired"][slots] = desired
+        C["req_volume"][slots] = np.where(want, sized, 0.0)
+        C["req_term"][slots] = np.where(want, term, 0)
+        C["ask"][slots] = np.where(seeking, ask, C["ask"][slots])
+        C["seeking"][slots] = seeking & (ask > 0)
 
     def coverage(self, extra: float = 0.0) -> float:
         """(cash + a year of revenue and funding) / (remaining obligations + ``extra``)."""

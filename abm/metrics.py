@@ -37,27 +37,31 @@ def efficiency_share(hist: list[tuple[float, float]], window: int = 12) -> float
     return d_eff / tot if tot > 0 else 0.0
 
 
-def survival_24m(labs, t: int) -> float:
-    """Of labs born small that are at least 24 months old, the share alive at age 24 (NaN if none)."""
-    born = [lab for lab in labs if lab.tier == "small" and t - lab.birth >= 24]
-    if not born:
+def survival_rate_24m(small: np.ndarray, birth: np.ndarray, exit_t: np.ndarray, t: int) -> float:
+    """Of labs born small that are at least 24 months old, the share alive at age 24 (NaN if none).
+
+    Arrays over all labs ever created: born small, month of birth, month of exit (-1 while alive)."""
+    born = small & (t - birth >= 24)
+    if not born.any():
         return float("nan")
-    ok = sum(1 for lab in born if lab.exit_month is None or lab.exit_month - lab.birth >= 24)
-    return ok / len(born)
+    ok = (exit_t[born] < 0) | (exit_t[born] - birth[born] >= 24)
+    return float(ok.sum() / born.sum())
 
 
-def collect_row(m, month_labs=None) -> dict:
-    """All timeseries columns for the month that just ended (``month_labs``: the model's month_labs())."""
+def collect_row(m, month=None) -> dict:
+    """All timeseries columns for the month that just ended (``month``: the model's month_slots())."""
     from .model import month_label
 
+    C = m.lab_table.cols
+    alive = m.alive_slots()
     labs = m.alive_labs()
     t = m.t
     # Labs that exited this month still bought compute and earned revenue in it.
-    month_labs = m.month_labs() if month_labs is None else month_labs
-    compute = np.array([lab.compute for lab in month_labs])
-    revenue = np.array([lab.revenue for lab in month_labs])
-    capital = np.array([lab.capital_raised for lab in labs])
-    caps = np.array([lab.capability for lab in labs])
+    month = m.month_slots() if month is None else month
+    compute = C["compute"][month]
+    revenue = C["revenue"][month]
+    capital = C["capital_raised"][alive]
+    caps = C["capability"][alive]
     online = np.array([c.online for c in m.clouds])
     delivered = np.array([c.delivered for c in m.clouds])
     # Frontier run cost: cost of the largest run completed in the last 12 months.
@@ -104,7 +108,8 @@ def collect_row(m, month_labs=None) -> dict:
         "entry_barrier_usd": float(m.entry_barrier),
         "marginal_capability_per_usd": mcpu,
         "efficiency_share_of_progress": efficiency_share(m.frontier_hist),
-        "small_lab_survival_24m": survival_24m(m.labs, t),
+        "small_lab_survival_24m": survival_rate_24m(C["small"][: m.lab_table.n], C["birth"][: m.lab_table.n],
+                                                    C["exit_t"][: m.lab_table.n], t),
         "cloud_hhi_capacity": ec.hhi(online),
         "cloud_utilization": float(delivered.sum() / online.sum()) if online.sum() > 0 else 0.0,
         "installed_h100e": float(online.sum()),

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 
 from . import economics as ec
-from .agents import ChipVendor, CloudProvider, Lab
+from .agents import ChipVendor, CloudProvider, Lab, LabTable
 from .ledger import KINDS, ContractBook, Ledger
 from .metrics import collect_row
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -147,6 +147,7 @@ class ComputeMarket(mesa.Model):
         self.refresh_constants()
         self.ledger = Ledger()
         self.book = ContractBook()
+        self.lab_table = LabTable()
         self._network_key = None
         self._book_cache: dict = {}
         self._labs_version = 0
@@ -261,6 +262,7 @@ class ComputeMarket(mesa.Model):
             self.ledger.transfer("endowment", agent, amount, "endowment")
 
     def _add_lab(self, lab: Lab) -> None:
+        assert lab.slot == len(self.labs)
         self.labs.append(lab)
         self._labs_version += 1
         self._uid_cap = max(self._uid_cap, lab.unique_id + 1)
@@ -303,11 +305,18 @@ class ComputeMarket(mesa.Model):
         """Reference reserved price per H100e-month (mean of recent signed prices)."""
         return self.reserved_ref
 
-    def alive_labs(self) -> list[Lab]:
-        """Labs alive now (cached until a lab enters or exits)."""
+    def alive_slots(self) -> np.ndarray:
+        """Rows in the lab table (= positions in ``self.labs``) of the labs alive now, in creation order."""
         if self._alive_key != self._labs_version:
-            self._alive = [lab for lab in self.labs if lab.alive]
+            tab = self.lab_table
+            self._alive_slots = np.flatnonzero(tab.cols["alive"][: tab.n])
+            self._alive = [self.labs[i] for i in self._alive_slots.tolist()]
             self._alive_key = self._labs_version
+        return self._alive_slots
+
+    def alive_labs(self) -> list[Lab]:
+        """Labs alive now, in creation order (cached until a lab enters or exits)."""
+        self.alive_slots()
         return self._alive
 
     def _by_buyer(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -348,21 +357,28 @@ class ComputeMarket(mesa.Model):
             return out
         return self._cached("held", compute)
 
-    def lab_cash(self, labs: list[Lab]) -> np.ndarray:
-        """Cash of each lab (from the ledger)."""
-        return self.ledger.balance[[lab.account for lab in labs]]
+    def _slots(self, labs) -> np.ndarray:
+        """Lab-table rows of a list of labs (or the rows themselves when given an array)."""
+        if isinstance(labs, np.ndarray):
+            return labs
+        return np.array([lab.slot for lab in labs], dtype=np.int64)
 
-    def lab_coverage(self, labs: list[Lab], extra=0.0) -> np.ndarray:
+    def lab_cash(self, labs) -> np.ndarray:
+        """Cash of each lab (a list of labs or an array of lab-table rows), from the ledger."""
+        return self.ledger.balance[self.lab_table.cols["acct"][self._slots(labs)]]
+
+    def lab_coverage(self, labs, extra=0.0) -> np.ndarray:
         """Lab.coverage for many labs at once: (cash + a year of income) / (obligations + ``extra``)."""
-        cover = np.maximum(self.lab_cash(labs), 0.0) + 12 * np.array([lab.revenue_ewma + lab.other_funding
-                                                                      for lab in labs])
-        owed = self.obligations_by_uid()[[lab.unique_id for lab in labs]] + extra
+        C, slots = self.lab_table.cols, self._slots(labs)
+        cover = np.maximum(self.lab_cash(slots), 0.0) + 12 * (C["revenue_ewma"][slots] + C["other_funding"][slots])
+        owed = self.obligations_by_uid()[C["uid"][slots]] + extra
         return np.where(owed > 0, cover / np.where(owed > 0, owed, 1.0), 1e6)
 
-    def lab_runway(self, labs: list[Lab]) -> np.ndarray:
+    def lab_runway(self, labs) -> np.ndarray:
         """Lab.runway for many labs at once: months the cash lasts at the planned net burn (capped at 240)."""
-        burn = np.array([lab.spend_rate - lab.revenue_ewma - lab.other_funding for lab in labs])
-        cash = np.maximum(self.lab_cash(labs), 0.0)
+        C, slots = self.lab_table.cols, self._slots(labs)
+        burn = C["spend_rate"][slots] - C["revenue_ewma"][slots] - C["other_funding"][slots]
+        cash = np.maximum(self.lab_cash(slots), 0.0)
         return np.where(burn <= 0, 240.0, np.minimum(240.0, cash / np.where(burn > 0, burn, 1.0)))
 
     def lab_obligations(self, lab: Lab) -> float:
@@ -567,15 +583,17 @@ class ComputeMarket(mesa.Model):
         led = self.ledger
         led.transfer("investors", "investor_pool", self.env.inflow, "investor_inflow")
         self.inflow_month = self.env.inflow
-        labs = [lab for lab in self.alive_labs() if lab.seeking]
-        if labs:
-            self.phase_equity_for_compute(labs)
-            labs = [lab for lab in labs if lab.seeking]
-        if labs:
-            q_front = max(lab.capability for lab in self.alive_labs())
-            gap = q_front - np.array([lab.capability for lab in labs])
-            growth = np.array([lab.revenue_growth() for lab in labs])
-            asks = np.array([lab.ask for lab in labs])
+        C = self.lab_table.cols
+        alive = self.alive_slots()
+        seekers = alive[C["seeking"][alive]]
+        if seekers.size:
+            self.phase_equity_for_compute([self.labs[i] for i in seekers.tolist()])
+            seekers = seekers[C["seeking"][seekers]]
+        if seekers.size:
+            labs = [self.labs[i] for i in seekers.tolist()]
+            gap = C["capability"][alive].max() - C["capability"][seekers]
+            growth = self.lab_table.revenue_growth(seekers)
+            asks = C["ask"][seekers]
             scores = ec.investor_score(gap, growth, cap.score_scale)
             funds = max(led.of("investor_pool"), 0.0)
             grant = ec.allocate_capital(funds, scores, asks, cap.kappa, weight_by_ask=True)
@@ -611,7 +629,7 @@ class ComputeMarket(mesa.Model):
             if not cands:
                 continue
             pd = ec.default_probability(self.lab_coverage(cands), self.cfg.contracting.risk_k)
-            value = np.array([lab.desired for lab in cands]) * (1 - pd)
+            value = self.lab_table.cols["desired"][self._slots(cands)] * (1 - pd)
             lab = cands[int(np.argmax(value))]
             invest = min(pol.equity_deal_share_of_cash * cloud.cash, lab.ask)
             if invest <= 0:
@@ -665,17 +683,16 @@ class ComputeMarket(mesa.Model):
         w = self.committed[cloud.idx, start: start + term]
         return max(cloud.online - (float(w.max()) if w.size else 0.0), 0.0)
 
-    def _eligible(self, labs: list[Lab]) -> np.ndarray:
+    def _eligible(self, labs) -> np.ndarray:
         """may_contract for every (lab, cloud) pair: a boolean array (labs, clouds)."""
-        t = self.t
+        C, slots = self.lab_table.cols, self._slots(labs)
         uid = np.array([c.unique_id for c in self.clouds])
         c_restricted = np.array([c.restricted for c in self.clouds])
         c_public = np.array([c.public for c in self.clouds])
         c_max = np.array([c.eligible_capital_max for c in self.clouds])
-        excl = np.array([lab.exclusive_with if lab.exclusive_with is not None and lab.exclusive_until > t else -1
-                         for lab in labs])
-        restricted = np.array([lab.restricted for lab in labs], dtype=bool)
-        raised = np.array([lab.capital_raised for lab in labs])
+        excl = np.where((C["excl_with"][slots] >= 0) & (C["excl_until"][slots] > self.t), C["excl_with"][slots], -1)
+        restricted = C["restricted"][slots]
+        raised = C["capital_raised"][slots]
         ok = (excl[:, None] < 0) | (excl[:, None] == uid[None, :])
         ok &= ~restricted[:, None] | c_restricted[None, :]
         ok &= ~c_public[None, :] | (raised[:, None] <= c_max[None, :])
@@ -698,16 +715,17 @@ class ComputeMarket(mesa.Model):
         and the lab's outside option (the next-best cloud or the spot market). Requests that found a cloud
         full try the next one in the following round; what no cloud can serve is recorded as unmet demand.
         """
-        reqs = [lab for lab in self.alive_labs() if lab.request is not None]
-        if not reqs:
+        C = self.lab_table.cols
+        reqs = self.alive_slots()
+        reqs = reqs[C["req_volume"][reqs] > 0]
+        if reqs.size == 0:
             return
         ct, pol = self.cfg.contracting, self.cfg.policy
-        order = self.rng.permutation(len(reqs))
-        reqs = [reqs[int(i)] for i in order]
+        reqs = reqs[self.rng.permutation(reqs.size)]
         clouds = self.clouds
-        vol = np.array([lab.request[0] for lab in reqs])
-        term = np.array([lab.request[1] for lab in reqs], dtype=np.int64)
-        uid = np.array([lab.unique_id for lab in reqs], dtype=np.int64)
+        vol = C["req_volume"][reqs]
+        term = C["req_term"][reqs]
+        uid = C["uid"][reqs]
         ok = self._eligible(reqs)
         n_ok = ok.sum(axis=1)
         has = n_ok > 0
@@ -799,17 +817,15 @@ class ComputeMarket(mesa.Model):
         clouds that served it.
         """
         bg = self.cfg.background
-        labs = self.alive_labs()
-        for lab in labs:
-            lab.spot_bought = 0.0
-            lab.spot_paid = 0.0
-            lab.spot_eff = 0.0
-        labs = [lab for lab in labs if not lab.restricted]
+        C = self.lab_table.cols
+        labs = self.alive_slots()
+        for k in ("spot_bought", "spot_paid", "spot_eff"):
+            C[k][labs] = 0.0
+        labs = labs[~C["restricted"][labs]]
         contracted_now = self.lab_compute_reserved(labs)
-        desired = np.array([lab.desired for lab in labs])
-        need = np.maximum(desired - contracted_now, 0.0)
-        bid_p = np.full(len(labs), self.spot_price_ewma * (1 + self.cfg.contracting.spot_risk_premium))
-        budget = np.maximum(self.ledger.balance[[lab.account for lab in labs]], 0.0) * 0.5
+        need = np.maximum(C["desired"][labs] - contracted_now, 0.0)
+        bid_p = np.full(labs.size, self.spot_price_ewma * (1 + self.cfg.contracting.spot_risk_premium))
+        budget = np.maximum(self.lab_cash(labs), 0.0) * 0.5
         need = np.minimum(need, budget / np.maximum(bid_p, 1e-9))
         # Background demand as a step curve V(p) = V0 (p/p_ref)^-elasticity.
         p_ref = self.env.background_price
@@ -832,13 +848,13 @@ class ComputeMarket(mesa.Model):
             c.spot_ewma = 0.8 * c.spot_ewma + 0.2 * float(q)
         if volume > 0:
             self.spot_price = price
-            n = len(labs)
+            n = labs.size
             buying = np.flatnonzero(bfill[:n] > 0)
             buying = buying[self.rng.permutation(buying.size)]
             bg_q = float(bfill[n:].sum())
             amounts = np.append(bfill[buying], bg_q)
             buyer, cloud, q = _match_in_order(amounts, afill)
-            accounts = np.array([labs[i].account for i in buying] + [self.ledger.index["other_compute_buyers"]])
+            accounts = np.append(C["acct"][labs[buying]], self.ledger.index["other_compute_buyers"])
             cloud_acct = np.array([c.account for c in self.clouds])
             eff = np.array([c.effective_factor() for c in self.clouds])
             is_lab = buyer < buying.size
@@ -847,13 +863,11 @@ class ComputeMarket(mesa.Model):
                                       "spot_background")
             got = np.bincount(buyer[is_lab], weights=q[is_lab], minlength=buying.size)
             got_eff = np.bincount(buyer[is_lab], weights=q[is_lab] * eff[cloud[is_lab]], minlength=buying.size)
-            for j, i in enumerate(buying.tolist()):
-                lab = labs[i]
-                lab.spot_bought = float(got[j])
-                lab.spot_paid = float(got[j]) * price
-                lab.spot_eff = float(got_eff[j])
+            C["spot_bought"][labs[buying]] = got
+            C["spot_paid"][labs[buying]] = got * price
+            C["spot_eff"][labs[buying]] = got_eff
             m = int(is_lab.sum())
-            uids = np.array([labs[i].unique_id for i in buying], dtype=np.int64)
+            uids = C["uid"][labs[buying]]
             c_uid = np.array([c.unique_id for c in self.clouds])
             self.book.add_many(buyer=uids[buyer[is_lab]], seller=c_uid[cloud[is_lab]], kind=np.ones(m, dtype=int),
                                volume=q[is_lab], start=np.full(m, self.t), end=np.full(m, self.t + 1),
@@ -866,12 +880,13 @@ class ComputeMarket(mesa.Model):
 
     def lab_compute_reserved(self, labs) -> np.ndarray:
         """Effective H100e each lab receives this month under reserved contracts (rationed if short)."""
+        slots = self._slots(labs)
         rows = self.book.active_capacity_rows()
-        if rows.size == 0 or not labs:
-            return np.zeros(len(labs))
+        if rows.size == 0 or slots.size == 0:
+            return np.zeros(slots.size)
         vol = self.book.volume_at(self.t, rows) * self._delivery_ratio()[self._seller_idx(rows)]
         per_uid = self._by_buyer(rows, vol * self.book.cols["eff_factor"][rows])
-        return per_uid[[lab.unique_id for lab in labs]]
+        return per_uid[self.lab_table.cols["uid"][slots]]
 
     def _seller_idx(self, rows) -> np.ndarray:
         """Cloud index (position in ``self.clouds``) of the seller of each contract row."""
@@ -911,18 +926,20 @@ class ComputeMarket(mesa.Model):
         for c, d in zip(self.clouds, self.delivered_by_cloud, strict=True):
             c.delivered = float(d) + c.spot_sold
         pay = vol * self.book.cols["price"][rows] * self.book.cols["take_or_pay"][rows]
-        uid = np.array([lab.unique_id for lab in labs], dtype=np.int64)
+        C = self.lab_table.cols
+        slots = self.alive_slots()
+        uid = C["uid"][slots]
         n = len(labs)
         k_res = self._by_buyer(rows, vol * self.book.cols["eff_factor"][rows])[uid]
         owed = self._by_buyer(rows, pay)[uid]
-        k_spot = np.array([lab.spot_eff if lab.spot_bought > 0 else 0.0 for lab in labs])
-        spot_paid = np.array([lab.spot_paid for lab in labs])
+        k_spot = np.where(C["spot_bought"][slots] > 0, C["spot_eff"][slots], 0.0)
+        spot_paid = C["spot_paid"][slots]
         k = k_res + k_spot
         unit = np.where(k > 0, (owed + spot_paid) / np.maximum(k, 1e-12), self.reserved_ref)
         # Product market (S3): logit over capability and price with an outside option.
         d = cfg.demand
-        q = np.array([lab.capability for lab in labs])
-        e = np.exp([lab.log_eff for lab in labs]) if d.markup and cfg.efficiency.inference_gain else np.ones(n)
+        q = C["capability"][slots]
+        e = np.exp(C["log_eff"][slots]) if d.markup and cfg.efficiency.inference_gain else np.ones(n)
         p0 = self._p0
         price = d.markup * unit / (p0 * d.markup) / e
         q_front = q.max() if n else 0.0
@@ -937,55 +954,42 @@ class ComputeMarket(mesa.Model):
         if tot_k > 0:
             self.train_fraction_est = 0.9 * self.train_fraction_est + 0.1 * float(train.sum() / tot_k)
         self.demand_served = float(rev.sum())
-        accounts = np.array([lab.account for lab in labs], dtype=np.int64)
+        accounts = C["acct"][slots]
         led.transfer_many(np.full(n, led.index["end_users"]), accounts, rev, "lab_revenue")
-        funding = np.array([lab.other_funding for lab in labs])
-        led.transfer_many(np.full(n, led.index["parent_companies"]), accounts, funding, "parent_funding")
+        led.transfer_many(np.full(n, led.index["parent_companies"]), accounts, C["other_funding"][slots],
+                          "parent_funding")
         # Payments: contract obligations first, R&D with what is left.
         frs = cfg.training.final_run_share
         paid = owed + spot_paid
-        run_flop = frs * train * self.flop_per_unit
-        run_cost = frs * train * unit
-        for lab, r, ki, pa, tr, un, po, sh, rf, rc in zip(
-                labs, rev.tolist(), k.tolist(), paid.tolist(), train.tolist(), unit.tolist(), potential.tolist(),
-                shares.tolist(), run_flop.tolist(), run_cost.tolist(), strict=True):
-            lab.revenue = r
-            lab.revenue_ewma = 0.7 * lab.revenue_ewma + 0.3 * r
-            hist = lab.revenue_hist
-            hist.append(r)
-            if len(hist) > 13:
-                del hist[0]
-            lab.compute = ki
-            lab.compute_paid = pa
-            lab.compute_train = tr
-            lab.unit_price = un
-            lab.potential_revenue = po
-            lab.market_share = sh
-            lab.run_flop += rf
-            lab.run_cost += rc
+        C["revenue"][slots] = rev
+        C["revenue_ewma"][slots] = 0.7 * C["revenue_ewma"][slots] + 0.3 * rev
+        C["compute"][slots] = k
+        C["compute_paid"][slots] = paid
+        C["compute_train"][slots] = train
+        C["unit_price"][slots] = unit
+        C["potential_revenue"][slots] = potential
+        C["market_share"][slots] = shares
+        C["run_flop"][slots] += frs * train * self.flop_per_unit
+        C["run_cost"][slots] += frs * train * unit
+        self.lab_table.push_revenue(slots, rev)
         self._pay_contracts(labs, rows, pay)
         cash = np.maximum(led.balance[accounts], 0.0)
-        solvent = np.array([lab.alive and not lab.insolvent for lab in labs], dtype=bool)
-        rd = np.where(solvent, np.minimum(np.array([lab.rd_share * lab.spend_rate for lab in labs]), cash), 0.0)
+        solvent = C["alive"][slots] & ~C["insolvent"][slots]
+        rd = np.where(solvent, np.minimum(C["rd_share"][slots] * C["spend_rate"][slots], cash), 0.0)
         led.transfer_many(accounts, np.full(n, led.index["rd_staff"]), rd, "rd_spend")
-        for lab, r, ok, pa in zip(labs, rd.tolist(), solvent.tolist(), paid.tolist(), strict=True):
-            lab.rd_spend = r
-            if ok:
-                lab.spent_last = r + pa
+        C["rd_spend"][slots] = rd
+        C["spent_last"][slots] = np.where(solvent, rd + paid, C["spent_last"][slots])
         # Efficiency and training runs.
-        alive = [lab for lab in labs if not lab.insolvent]
-        if alive:
+        grow = slots[~C["insolvent"][slots]]
+        if grow.size:
             ef = cfg.efficiency
-            log_eff = np.array([lab.log_eff for lab in alive])
+            log_eff = C["log_eff"][grow]
             log_front = log_eff.max()
-            log_eff = log_eff + ec.efficiency_growth(np.array([lab.rd_spend for lab in alive]), self.env.rd_half,
-                                                     ef.g_max)
-            log_eff = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
-            run_months = cfg.training.run_months
-            for lab, le in zip(alive, log_eff.tolist(), strict=True):
-                lab.log_eff = le
-                if t - lab.run_start + 1 >= run_months and lab.run_flop > 0:
-                    lab.finish_run_if_due()
+            log_eff = log_eff + ec.efficiency_growth(C["rd_spend"][grow], self.env.rd_half, ef.g_max)
+            C["log_eff"][grow] = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
+            due = grow[(t - C["run_start"][grow] + 1 >= cfg.training.run_months) & (C["run_flop"][grow] > 0)]
+            for i in due.tolist():
+                self.labs[i].finish_run_if_due()
         # Cloud revenue and costs.
         for c in self.clouds:
             c.revenue = 0.0
@@ -1001,15 +1005,16 @@ class ComputeMarket(mesa.Model):
         buyers = self.book.cols["buyer"][rows]
         total = np.bincount(buyers, weights=pay, minlength=self._uid_cap)
         cash = np.zeros(self._uid_cap)
-        uid = np.array([lab.unique_id for lab in labs], dtype=np.int64)
-        cash[uid] = led.balance[[lab.account for lab in labs]]
+        slots = self._slots(labs)
+        uid = self.lab_table.cols["uid"][slots]
+        cash[uid] = self.lab_cash(slots)
         frac = np.where(cash >= total, 1.0, np.maximum(cash, 0.0) / np.where(total > 0, total, 1.0))
         mine = np.zeros(self._uid_cap, dtype=bool)
         mine[uid] = True
         sel = mine[buyers] & (pay > 0)
         amounts = pay[sel] * frac[buyers[sel]]
         acct = np.zeros(self._uid_cap, dtype=np.int64)
-        acct[uid] = [lab.account for lab in labs]
+        acct[uid] = self.lab_table.cols["acct"][slots]
         cloud_acct = np.array([c.account for c in self.clouds])
         led.transfer_many(acct[buyers[sel]], cloud_acct[self._seller_idx(rows[sel])], amounts, "reserved_payment")
         short = uid[(frac[uid] < 1.0) & (total[uid] > 0)]
@@ -1025,15 +1030,12 @@ class ComputeMarket(mesa.Model):
     def phase_entry_exit(self) -> None:
         """Insolvent labs exit (contracts default, know-how diffuses); entrants arrive and test entry (S9)."""
         tr = self.cfg.training
-        oblig = self.obligations_by_uid()
-        leaving = []
-        for lab in self.alive_labs():
-            if lab.insolvent:
-                leaving.append((lab, "default"))
-            elif (lab.compute <= 0 and lab.revenue <= 0 and lab.other_funding <= 0 and lab.cash < tr.wind_down_cash_usd
-                  and oblig[lab.unique_id] <= 0):
-                leaving.append((lab, "wind_down"))
-        self._exit_many(leaving)
+        C = self.lab_table.cols
+        s = self.alive_slots()
+        idle = (C["compute"][s] <= 0) & (C["revenue"][s] <= 0) & (C["other_funding"][s] <= 0)
+        broke = idle & (self.lab_cash(s) < tr.wind_down_cash_usd) & (self.obligations_by_uid()[C["uid"][s]] <= 0)
+        out = np.flatnonzero(C["insolvent"][s] | broke)
+        self._exit_many([(self.labs[i], "default" if C["insolvent"][i] else "wind_down") for i in s[out].tolist()])
         self.entry_barrier = self.compute_entry_barrier()
         self._entrants()
 
@@ -1043,7 +1045,7 @@ class ComputeMarket(mesa.Model):
         stakes, and each exit's know-how diffuses to the labs still alive that are behind it."""
         if not leaving:
             return
-        before = self.alive_labs()
+        before = self.alive_slots()
         uid = np.array([lab.unique_id for lab, _ in leaving], dtype=np.int64)
         rows = self.book.active_capacity_rows()
         rows = rows[np.isin(self.book.cols["buyer"][rows], uid)]
@@ -1064,31 +1066,31 @@ class ComputeMarket(mesa.Model):
         for lab, _ in leaving:
             lab.alive = False
             lab.exit_month = self.t
+            lab.exit_t = self.t
             self.exits += 1
             for c in self.clouds:
                 c.equity_stakes.pop(lab.unique_id, None)
         self._labs_version += 1
         # Know-how diffuses, exit by exit, to the labs still alive that are behind the one leaving.
         ed = self.cfg.efficiency.exit_diffusion
-        pos = {lab.unique_id: i for i, lab in enumerate(before)}
-        log_eff = np.array([lab.log_eff for lab in before])
-        changed = np.zeros(len(before), dtype=bool)
-        alive_now = np.ones(len(before), dtype=bool)
+        log_eff = self.lab_table.cols["log_eff"][before]
+        changed = np.zeros(before.size, dtype=bool)
+        alive_now = np.ones(before.size, dtype=bool)
         for lab, _ in leaving:
-            j = pos[lab.unique_id]
+            j = int(np.searchsorted(before, lab.slot))
             alive_now[j] = False
             behind = alive_now & (log_eff < log_eff[j])
             if behind.any():
                 log_eff[behind] += ed * (log_eff[j] - log_eff[behind]) / max(int(alive_now.sum()), 1)
                 changed |= behind
-        for i in np.flatnonzero(changed).tolist():
-            before[i].log_eff = float(log_eff[i])
+        self.lab_table.cols["log_eff"][before[changed]] = log_eff[changed]
         for lab, why in leaving:
             self.log_event("exit", lab.name, why, lab.cash)
 
     def projected_frontier(self, horizon: int) -> float:
         """Frontier capability extrapolated ``horizon`` months along its least-squares trend (last 36 months)."""
-        q_now = max((lab.capability for lab in self.alive_labs()), default=0.0)
+        alive = self.alive_slots()
+        q_now = float(self.lab_table.cols["capability"][alive].max()) if alive.size else 0.0
         return q_now + _trend(self.q_front_hist, 36) * horizon
 
     def _entry_terms(self) -> dict:
@@ -1101,7 +1103,8 @@ class ComputeMarket(mesa.Model):
         market = [c for c in self.clouds if not c.public and not c.restricted]
         r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, self.cfg.capital.target_runway_months,
                                            ct.lab_impatience))
-        log_front = max((lab.log_eff for lab in self.alive_labs()), default=0.0)
+        alive = self.alive_slots()
+        log_front = float(self.lab_table.cols["log_eff"][alive].max()) if alive.size else 0.0
         ctx = {
             "floor": float(np.median([c.floor_price for c in market])) * (1 - ct.forward_price_decline) ** (term / 24),
             "spot_path": ec.expected_price_path(self.spot_price_ewma, term, ct.forward_price_decline),
@@ -1171,9 +1174,10 @@ class ComputeMarket(mesa.Model):
         go = np.flatnonzero(need <= seeds * en.reach_multiple)
         if go.size == 0:
             return
-        alive = self.alive_labs()
-        log_front = max((lab.log_eff for lab in alive), default=0.0)
-        q_front = max((lab.capability for lab in alive), default=0.0)
+        alive = self.alive_slots()
+        C = self.lab_table.cols
+        log_front = float(C["log_eff"][alive].max()) if alive.size else 0.0
+        q_front = float(C["capability"][alive].max()) if alive.size else 0.0
         # Starts from an open model well behind the frontier.
         eff_flop = float(ec.effective_flop_for_capability(q_front - 2 * en.viable_gap, self.g_coef, self.gamma))
         for k in go.tolist():
@@ -1192,22 +1196,27 @@ class ComputeMarket(mesa.Model):
             self.log_event("entry", lab.name, f"efficiency {frac:.2f} of frontier", seed)
 
     # 11 -----------------------------------------------------------------
+    def month_slots(self) -> np.ndarray:
+        """Lab-table rows of the labs active this month: alive, or exited this month (they still traded)."""
+        C, n = self.lab_table.cols, self.lab_table.n
+        return np.flatnonzero(C["alive"][:n] | (C["exit_t"][:n] == self.t))
+
     def month_labs(self) -> list[Lab]:
-        """Labs active this month: those alive and those that exited this month (they still traded in it)."""
-        t = self.t
-        return [lab for lab in self.labs if lab.alive or lab.exit_month == t]
+        """Labs active this month (see month_slots)."""
+        return [self.labs[i] for i in self.month_slots().tolist()]
 
     def phase_collect(self) -> None:
-        labs = self.alive_labs()
-        month_labs = self.month_labs()
-        q_front = max((lab.capability for lab in labs), default=0.0)
+        C = self.lab_table.cols
+        alive = self.alive_slots()
+        month = self.month_slots()
+        q_front = float(C["capability"][alive].max()) if alive.size else 0.0
         self.q_front_hist.append(q_front)
-        self.best_run_flop = max(self.best_run_flop, max((lab.best_run_flop for lab in month_labs), default=1.0))
-        self.best_run_eff_flop = max(self.best_run_eff_flop,
-                                     max((lab.best_run_eff_flop for lab in month_labs), default=1.0))
-        log_e = max((lab.log_eff for lab in labs), default=0.0)
+        if month.size:
+            self.best_run_flop = max(self.best_run_flop, float(C["best_run_flop"][month].max()))
+            self.best_run_eff_flop = max(self.best_run_eff_flop, float(C["best_run_eff_flop"][month].max()))
+        log_e = float(C["log_eff"][alive].max()) if alive.size else 0.0
         self.frontier_hist.append((math.log(self.best_run_flop), log_e))
-        rev = sum(lab.revenue for lab in month_labs)
+        rev = float(C["revenue"][month].sum())
         self.sector_revenue_hist.append(rev)
         if len(self.sector_revenue_hist) > 12 and self.sector_revenue_hist[-13] > 0:
             g = rev / self.sector_revenue_hist[-13]
@@ -1216,29 +1225,30 @@ class ComputeMarket(mesa.Model):
         for c in self.clouds:
             c.unmet_ewma = 0.7 * c.unmet_ewma + 0.3 * c.unmet_month
             c.unmet_month = 0.0
-        row = collect_row(self, month_labs)
+        row = collect_row(self, month)
         self.rows.append(row)
-        self._record_agents(month_labs)
+        self._record_agents(month)
         self.datacollector.collect(self)
 
     def latest(self, key: str):
         return self.rows[-1][key] if self.rows else 0.0
 
-    def _record_agents(self, month_labs: list[Lab]) -> None:
+    def _record_agents(self, month: np.ndarray) -> None:
         """Keep this month's agent-level values as arrays (names and kinds are read when rows are written)."""
-        agents = [*month_labs, *self.clouds, *self.vendors]
-        n_labs = len(month_labs)
+        C = self.lab_table.cols
+        others = [*self.clouds, *self.vendors]
+        labs = [self.labs[i] for i in month.tolist()]
         led = self.ledger.balance
         self._agent_frames.append((
-            self.t, agents,
-            np.array([a.alive for a in agents], dtype=bool),
-            led[[a.account for a in agents]],
-            np.array([a.capital_raised for a in agents]),
-            np.array([lab.compute for lab in month_labs] + [c.online for c in self.clouds] + [0.0] * len(self.vendors)),
-            np.array([a.revenue for a in agents]),
-            np.array([lab.capability for lab in month_labs]),
-            np.exp([lab.log_eff for lab in month_labs]) if n_labs else np.zeros(0),
-            np.array([a.market_share for a in agents]),
+            self.t, labs + others,
+            np.concatenate([C["alive"][month], [a.alive for a in others]]).astype(bool),
+            np.concatenate([led[C["acct"][month]], led[[a.account for a in others]]]),
+            np.concatenate([C["capital_raised"][month], [a.capital_raised for a in others]]),
+            np.concatenate([C["compute"][month], [c.online for c in self.clouds], np.zeros(len(self.vendors))]),
+            np.concatenate([C["revenue"][month], [a.revenue for a in others]]),
+            C["capability"][month].copy(),
+            np.exp(C["log_eff"][month]),
+            np.concatenate([C["market_share"][month], [a.market_share for a in others]]),
         ))
 
     def iter_agent_rows(self):
