@@ -398,7 +398,7 @@ class LabTable:
     FLOATS = ("spend_rate", "spent_last", "rd_share", "revenue", "revenue_ewma", "other_funding", "compute",
               "compute_paid", "compute_train", "unit_price", "potential_revenue", "market_share", "run_flop",
               "run_cost", "rd_spend", "desired", "log_eff", "capability", "capital_raised", "spot_bought",
-              "spot_paid", "spot_eff", "best_run_flop", "best_run_eff_flop", "req_volume", "ask")
+              "spot_paid", "spot_eff", "best_run_flop", "best_run_eff_flop", "req_volume", "ask", "last_run_cost")
     INTS = ("req_term", "run_start", "birth", "exit_t", "excl_with", "excl_until", "rev_n", "uid", "acct")
     BOOLS = ("alive", "insolvent", "seeking", "restricted", "small")
     HIST = 13  # months of revenue kept (revenue growth over a year)
@@ -490,7 +490,6 @@ class Lab(MarketAgent):
         self.run_cost = 0.0
         self.run_start = model.t
         self.last_run_cost = 0.0
-        self.runs: list[tuple[int, float, float, float]] = []  # (month, physical, effective, cost)
         self.compute = 0.0
         self.compute_train = 0.0
         self.unit_price = model.reference_price()
@@ -555,9 +554,16 @@ class Lab(MarketAgent):
 
     def start_spending(self) -> None:
         """Set the monthly spend plan from cash and revenue (after birth or a raise)."""
-        cap = self.model.cfg.capital
-        self.spend_rate = max(self.spend_rate, self.revenue_ewma + self.other_funding
-                              + max(self.cash, 0.0) / cap.target_runway_months)
+        Lab.start_spending_all(self.model, np.array([self.slot]))
+
+    @staticmethod
+    def start_spending_all(model, slots: np.ndarray) -> None:
+        """start_spending for many labs (lab-table rows): spend at least income plus cash over the target
+        runway."""
+        C = model.lab_table.cols
+        cash = np.maximum(model.ledger.balance[C["acct"][slots]], 0.0)
+        C["spend_rate"][slots] = np.maximum(C["spend_rate"][slots], C["revenue_ewma"][slots] + C["other_funding"][slots]
+                                            + cash / model.cfg.capital.target_runway_months)
 
     @property
     def efficiency(self) -> float:
@@ -663,17 +669,27 @@ class Lab(MarketAgent):
     def finish_run_if_due(self) -> None:
         """Finish the training run when its planned length is reached; capability updates (S1)."""
         m = self.model
-        if m.t - self.run_start + 1 < m.cfg.training.run_months or self.run_flop <= 0:
+        if m.t - self.run_start + 1 >= m.cfg.training.run_months and self.run_flop > 0:
+            Lab.finish_runs(m, np.array([self.slot]))
+
+    @staticmethod
+    def finish_runs(model, slots: np.ndarray) -> None:
+        """Labs (lab-table rows) whose training run is due finish it: the run's effective compute sets the
+        capability it reaches (S1), records are kept, and a new run starts next month."""
+        if slots.size == 0:
             return
-        eff_flop = self.run_flop * self.efficiency
-        q = float(ec.capability(eff_flop, m.g_coef, m.gamma))
-        self.runs.append((m.t, self.run_flop, eff_flop, self.run_cost))
-        self.last_run_cost = self.run_cost
-        if eff_flop > self.best_run_eff_flop:
-            self.best_run_eff_flop = eff_flop
-        self.best_run_flop = max(self.best_run_flop, self.run_flop)
-        self.capability = max(self.capability, q)
-        m.record_run(self, self.run_flop, eff_flop, self.run_cost, q)
-        self.run_flop = 0.0
-        self.run_cost = 0.0
-        self.run_start = m.t + 1
+        m, C = model, model.lab_table.cols
+        phys = C["run_flop"][slots]
+        eff_flop = phys * np.exp(C["log_eff"][slots])
+        q = ec.capability(eff_flop, m.g_coef, m.gamma)
+        cost = C["run_cost"][slots]
+        C["last_run_cost"][slots] = cost
+        C["best_run_eff_flop"][slots] = np.maximum(C["best_run_eff_flop"][slots], eff_flop)
+        C["best_run_flop"][slots] = np.maximum(C["best_run_flop"][slots], phys)
+        C["capability"][slots] = np.maximum(C["capability"][slots], q)
+        for i, p, e, c, qi in zip(slots.tolist(), phys.tolist(), eff_flop.tolist(), cost.tolist(), q.tolist(),
+                                  strict=True):
+            m.record_run(m.labs[i], p, e, c, qi)
+        C["run_flop"][slots] = 0.0
+        C["run_cost"][slots] = 0.0
+        C["run_start"][slots] = m.t + 1

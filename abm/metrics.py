@@ -65,12 +65,7 @@ def collect_row(m, month=None) -> dict:
     online = np.array([c.online for c in m.clouds])
     delivered = np.array([c.delivered for c in m.clouds])
     # Frontier run cost: cost of the largest run completed in the last 12 months.
-    recent = []
-    for r in reversed(m.runs_log):  # the log is in month order
-        if t - r["step"] >= 12:
-            break
-        recent.append(r)
-    run_cost = max(recent, key=lambda r: r["physical_flop"])["cost_usd"] if recent else 0.0
+    run_cost = m.frontier_run_cost()
     front = labs[int(np.argmax(caps))] if labs else None
     if front is not None:
         cost = front.last_run_cost or (front.compute_train * front.unit_price * m.cfg.training.run_months

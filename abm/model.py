@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import mesa
 import networkx as nx
@@ -168,6 +169,7 @@ class ComputeMarket(mesa.Model):
         self.exits = 0
         self.capex_month = 0.0
         self.runs_log: list[dict] = []
+        self._recent_runs: deque = deque()
         self.frontier_hist: list[tuple[float, float]] = []  # (ln best physical run, ln frontier efficiency)
         self.q_front_hist: list[float] = []
         self.sector_revenue_hist: list[float] = []
@@ -397,6 +399,18 @@ class ComputeMarket(mesa.Model):
         """Log a completed training run with the capability it reached."""
         self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
                               "cost_usd": cost, "capability": q})
+        # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
+        recent = self._recent_runs
+        while recent and recent[-1][1] < phys:
+            recent.pop()
+        recent.append((self.t, phys, cost))
+
+    def frontier_run_cost(self) -> float:
+        """Cost of the largest run (physical FLOP) completed in the last 12 months; 0 if none."""
+        recent = self._recent_runs
+        while recent and self.t - recent[0][0] >= 12:
+            recent.popleft()
+        return recent[0][2] if recent else 0.0
 
     def sign(self, lab: Lab, cloud: CloudProvider, kind: str, volume: float, start: int, term: int,
              price: float, *, ramp: int = 0, exclusive: bool = False, equity_share: float = 0.0,
@@ -598,17 +612,17 @@ class ComputeMarket(mesa.Model):
             funds = max(led.of("investor_pool"), 0.0)
             grant = ec.allocate_capital(funds, scores, asks, cap.kappa, weight_by_ask=True)
             got = np.flatnonzero(grant > 0)
-            led.transfer_many(np.full(got.size, led.index["investor_pool"]), [labs[i].account for i in got],
-                              grant[got], "equity_raise")
-            for i, amount in zip(got.tolist(), grant[got].tolist(), strict=True):
+            s, amount = seekers[got], grant[got]
+            led.transfer_many(np.full(got.size, led.index["investor_pool"]), C["acct"][s], amount, "equity_raise")
+            pre = np.maximum(np.maximum(cap.revenue_multiple * 12 * C["revenue_ewma"][s], C["capital_raised"][s]), 1.0)
+            share = amount / (pre + amount)
+            C["capital_raised"][s] += amount
+            Lab.start_spending_all(self, s)
+            C["seeking"][s] = False
+            for i, sh, a in zip(got.tolist(), share.tolist(), amount.tolist(), strict=True):
                 lab = labs[i]
-                pre = max(cap.revenue_multiple * 12 * lab.revenue_ewma, lab.capital_raised, 1.0)
-                share = amount / (pre + amount)
-                lab.dilute("investors", share)
-                lab.capital_raised += amount
-                lab.start_spending()
-                lab.seeking = False
-                self.log_event("raise", lab.name, f"{share:.3f} of equity", amount)
+                lab.dilute("investors", sh)
+                self.log_event("raise", lab.name, f"{sh:.3f} of equity", a)
         out = led.of("investor_pool") * cap.dry_powder_outflow
         if out > 0:
             led.transfer("investor_pool", "investors", out, "dry_powder_outflow")
@@ -988,8 +1002,7 @@ class ComputeMarket(mesa.Model):
             log_eff = log_eff + ec.efficiency_growth(C["rd_spend"][grow], self.env.rd_half, ef.g_max)
             C["log_eff"][grow] = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
             due = grow[(t - C["run_start"][grow] + 1 >= cfg.training.run_months) & (C["run_flop"][grow] > 0)]
-            for i in due.tolist():
-                self.labs[i].finish_run_if_due()
+            Lab.finish_runs(self, due)
         # Cloud revenue and costs.
         for c in self.clouds:
             c.revenue = 0.0
