@@ -542,10 +542,6 @@ class Lab(MarketAgent):
         k = min(n, LabTable.HIST)
         return [float(self._table.rev_hist[self.slot, i % LabTable.HIST]) for i in range(n - k, n)]
 
-    def revenue_growth(self) -> float:
-        """Growth of revenue over the last 12 months (0 without history or revenue a year ago)."""
-        return float(self._table.revenue_growth(np.array([self.slot]))[0])
-
     def dilute(self, holder: str, share: float) -> None:
         """Issue ``share`` of the post-money equity to ``holder``; existing holders are diluted."""
         for k in self.equity:
@@ -589,10 +585,6 @@ class Lab(MarketAgent):
         """Months the cash lasts at the planned net burn (capped at 240)."""
         burn = self.net_burn()
         return 240.0 if burn <= 0 else min(240.0, max(self.cash, 0.0) / burn)
-
-    def plan(self) -> None:
-        """Set this lab's spend plan, compute/R&D split and compute request for the month (see plan_all)."""
-        Lab.plan_all(self.model, [self])
 
     @staticmethod
     def plan_all(model, labs: list[Lab]) -> None:
@@ -659,18 +651,6 @@ class Lab(MarketAgent):
         owed = self.model.lab_obligations(self) + extra
         cover = max(self.cash, 0.0) + 12 * (self.revenue_ewma + self.other_funding)
         return cover / owed if owed > 0 else 1e6
-
-    def grow_efficiency(self, log_frontier: float) -> None:
-        """Own R&D and diffusion from the frontier raise ln(efficiency) (S2)."""
-        eff = self.model.cfg.efficiency
-        self.log_eff += float(ec.efficiency_growth(self.rd_spend, self.model.env.rd_half, eff.g_max))
-        self.log_eff += float(ec.efficiency_diffusion(self.log_eff, log_frontier, eff.diffusion))
-
-    def finish_run_if_due(self) -> None:
-        """Finish the training run when its planned length is reached; capability updates (S1)."""
-        m = self.model
-        if m.t - self.run_start + 1 >= m.cfg.training.run_months and self.run_flop > 0:
-            Lab.finish_runs(m, np.array([self.slot]))
 
     @staticmethod
     def finish_runs(model, slots: np.ndarray) -> None:

@@ -387,14 +387,6 @@ class ComputeMarket(mesa.Model):
         """Money a lab still owes on its active contracts."""
         return float(self.obligations_by_uid()[lab.unique_id])
 
-    def _lab_rows(self, lab: Lab) -> np.ndarray:
-        rows = self.book.active_capacity_rows()
-        return rows[self.book.cols["buyer"][rows] == lab.unique_id]
-
-    def expected_reserved_price(self, lab: Lab) -> float:
-        """The price per effective H100e-month a lab expects to pay (recent reserved prices)."""
-        return self.reserved_ref
-
     def record_run(self, lab: Lab, phys: float, eff: float, cost: float, q: float) -> None:
         """Log a completed training run with the capability it reached."""
         self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
@@ -812,16 +804,6 @@ class ComputeMarket(mesa.Model):
             self.reserved_price_month = p
             self.reserved_ref = 0.7 * self.reserved_ref + 0.3 * p
 
-    def committed_by(self, lab: Lab, cloud: CloudProvider) -> float:
-        """Nominal H100e a lab holds at a cloud this month."""
-        return float(self.held_by_uid()[lab.unique_id, cloud.idx])
-
-    def _unmet(self, clouds, volume: float) -> None:
-        """Demand no cloud could serve now: a signal every eligible cloud adds to its capacity plan."""
-        for c in clouds:
-            c.unmet_month += volume / len(clouds)
-
-    # 8 ------------------------------------------------------------------
     def phase_spot_market(self) -> None:
         """Uniform-price clearing of residual lab demand and background demand against idle capacity (S7).
 
@@ -1213,10 +1195,6 @@ class ComputeMarket(mesa.Model):
         """Lab-table rows of the labs active this month: alive, or exited this month (they still traded)."""
         C, n = self.lab_table.cols, self.lab_table.n
         return np.flatnonzero(C["alive"][:n] | (C["exit_t"][:n] == self.t))
-
-    def month_labs(self) -> list[Lab]:
-        """Labs active this month (see month_slots)."""
-        return [self.labs[i] for i in self.month_slots().tolist()]
 
     def phase_collect(self) -> None:
         C = self.lab_table.cols
