@@ -60,15 +60,19 @@ def _blame_flag(msg: str, args: argparse.Namespace) -> str:
 
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
+    from abm.scale import scale_world
     from abm.scenario import ScenarioError, load_scenario
 
     from .runio import OutputError, check_target, run_scenario, write_run
 
     try:
         scn = load_scenario(args.scenario, overrides=args.set or None, seed=args.seed, months=args.months)
+        if args.labs is not None:
+            scn = scale_world(scn, args.labs)
     except ScenarioError as exc:
         raise UserError(_blame_flag(str(exc), args)) from None
-    out = Path(args.out) if args.out else Path("runs") / f"{scn.name}-seed{scn.run.seed}"
+    size = f"-labs{args.labs}" if args.labs is not None else ""
+    out = Path(args.out) if args.out else Path("runs") / f"{scn.name}{size}-seed{scn.run.seed}"
     try:
         check_target(out, args.force)  # fail before spending the run's time; checked again when writing
     except OutputError as exc:
@@ -411,7 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
     r.add_argument("--seed", type=_nonneg_int, metavar="N", help="master seed (default: the scenario's run.seed)")
     r.add_argument("--months", type=_pos_int, metavar="N", help="months to simulate (default: run.months)")
-    r.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario>-seed<N>/)")
+    r.add_argument("--labs", type=_pos_int, metavar="N",
+                   help="labs at the start; clouds, vendors, demand, foundry, investor inflow and the "
+                        "entrants' arrival rate scale in proportion (default: the scenario's own)")
+    r.add_argument("--out", metavar="DIR",
+                   help="output folder (default: runs/<scenario>-seed<N>/, with --labs "
+                        "runs/<scenario>-labs<N>-seed<N>/)")
     r.add_argument("--set", action="append", type=_override, metavar="KEY.PATH=VALUE", default=[],
                    help="override a scenario value, e.g. --set capital.kappa=2 (repeatable)")
     r.add_argument("--force", action="store_true", help="replace an existing run folder")
