@@ -63,7 +63,7 @@ DEFAULT_TIMEOUT = 600.0
 TARGETS = [
     ("baseline_model_s", "baseline, 120 months, model only", 0.5, "s"),
     ("baseline_process_s", "`abm run baseline`, whole process", 3.0, "s"),
-    ("labs_10000_s", "10,000 labs x 120 months, wall time", 30.0, "s"),
+    ("labs_10000_s", "10,000 labs × 120 months, wall time", 30.0, "s"),
     ("labs_10000_over_1000", "time(10,000 labs) / time(1,000 labs)", 12.0, "x"),
     ("per_agent_step_over_boltzmann", "time per agent-step at 10,000 labs / Boltzmann's", 3.0, "x"),
     ("labs_10000_peak_rss_mib", "peak memory at 10,000 labs", 2048.0, "MiB"),
@@ -180,8 +180,12 @@ def agent_steps(model) -> int:
     return int(sum(row["labs_active"] for row in model.rows)) + firms * len(model.rows)
 
 
-def scale_once(n_labs: int, months: int, seed: int = SEED, progress: bool = True) -> dict:
-    """Build the baseline grown to ``n_labs`` labs and step it ``months`` times, in this process."""
+def scale_once(n_labs: int, months: int, seed: int = SEED, progress: bool = True, emit=None) -> dict:
+    """Build the baseline grown to ``n_labs`` labs and step it ``months`` times, in this process.
+
+    ``emit``, if given, is called after every month with a dict of the figures so far (month, step time,
+    labs active, peak memory), so that a run stopped at a timeout still says how far it got.
+    """
     t_imp = time.perf_counter()
     from abm.model import ComputeMarket
     from abm.scale import scale_world
@@ -197,6 +201,10 @@ def scale_once(n_labs: int, months: int, seed: int = SEED, progress: bool = True
     for k in range(months):
         model.step()
         now = time.perf_counter()
+        if emit is not None:
+            emit({"month": k + 1, "build_s": t1 - t0, "step_s": now - t1, "agent_steps": agent_steps(model),
+                  "labs_active_first": int(model.rows[0]["labs_active"]),
+                  "labs_active": int(model.rows[-1]["labs_active"]), "peak_rss_mib": _peak_rss_mib()})
         if progress and (now - shown >= 10.0 or k + 1 == months):
             shown = now
             _say(f"{n_labs} labs: month {k + 1}/{months}, {now - t1:.1f} s, "
@@ -225,19 +233,42 @@ def time_scaling(labs: list[int], months: int, timeout: float) -> list[dict]:
         t0 = time.perf_counter()
         try:
             res = subprocess.run(cmd, env=_child_env(), stdout=subprocess.PIPE, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             stopped = n
-            _say(f"{n} labs: stopped after {timeout:g} s")
-            out.append({"labs": n, "months": months, "status": "timeout", "timeout_s": timeout,
-                        "note": f"stopped after {timeout:g} s"})
+            text = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            last = _last_json(text, "progress")
+            row = {"labs": n, "months": months, "status": "timeout", "timeout_s": timeout}
+            if last:
+                row.update(months_done=last["month"], build_s=last["build_s"], step_s=last["step_s"],
+                           agent_steps=last["agent_steps"],
+                           us_per_agent_step=last["step_s"] / last["agent_steps"] * 1e6,
+                           labs_active_first=last["labs_active_first"], labs_active_final=last["labs_active"],
+                           peak_rss_mib=last["peak_rss_mib"])
+                row["note"] = f"stopped after {timeout:g} s, in month {last['month'] + 1} of {months}"
+            else:
+                row["note"] = f"stopped after {timeout:g} s, before its first month ended"
+            _say(f"{n} labs: {row['note']}")
+            out.append(row)
             continue
         wall = time.perf_counter() - t0
         if res.returncode != 0:
             raise RuntimeError(f"the {n}-lab run failed (exit status {res.returncode}); see its messages above")
-        row = json.loads(res.stdout.strip().splitlines()[-1])
+        row = _last_json(res.stdout, "result")
         row["process_s"] = wall
         out.append(row)
     return out
+
+
+def _last_json(text: str, key: str) -> dict | None:
+    """The value of ``key`` in the last line of ``text`` that is a JSON object holding it."""
+    for line in reversed(text.splitlines()):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and key in obj:
+            return obj[key]
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ ensemble
@@ -357,10 +388,12 @@ def _num(v) -> str:
 
 
 def _sec(v) -> str:
-    """Seconds for the tables: two decimals below 100 s."""
+    """Seconds for the tables: whole seconds from 100 s, two decimals from 0.1 s, else 2 significant digits."""
     if v is None:
         return "–"
-    return f"{v:,.0f}" if v >= 100 else f"{v:.2f}"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.2f}" if v >= 0.095 else f"{v:.2g}"
 
 
 def _value(v, unit: str) -> str:
@@ -391,6 +424,12 @@ def tables(results: dict) -> str:
     lines += ["| labs | months | build s | step s | total s | agent-steps | µs / agent-step | peak RSS MiB "
               "| labs active, first / last month |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results["scaling"]:
+        if r.get("status") == "timeout" and "months_done" in r:
+            lines.append(f"| {r['labs']:,} | {r['months_done']} of {r['months']} | {_sec(r['build_s'])} | "
+                         f"{_sec(r['step_s'])} | stopped at {r['timeout_s']:g} s | {r['agent_steps']:,} | "
+                         f"{_num(r['us_per_agent_step'])} | {_num(r['peak_rss_mib'])} | "
+                         f"{r['labs_active_first']:,} / {r['labs_active_final']:,} |")
+            continue
         if r.get("status") != "ok":
             lines.append(f"| {r['labs']:,} | {r['months']} | {r.get('note', r.get('status'))} | | | | | | |")
             continue
@@ -401,9 +440,9 @@ def tables(results: dict) -> str:
     walls = ", ".join(f"{_sec(r['wall_s'])} s on {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
                       for r in e["runs"])
     same = {True: "byte-identical", False: "**differ**", None: "one worker count only"}[e["identical"]]
-    lines += ["", f"Ensemble, {e['seeds']} seeds x {e['months']} months: {walls}; ensemble.csv {same}."]
+    lines += ["", f"Ensemble, {e['seeds']} seeds × {e['months']} months: {walls}; ensemble.csv {same}."]
     z = results["boltzmann"]
-    lines += ["", f"Reference: Mesa's Boltzmann wealth model, {z['agents']:,} agents on {z['grid'][0]} x "
+    lines += ["", f"Reference: Mesa's Boltzmann wealth model, {z['agents']:,} agents on {z['grid'][0]} × "
               f"{z['grid'][1]}, {z['steps']} steps: {_sec(z['step_s'])} s, {_num(z['us_per_agent_step'])} µs "
               f"per agent-step with its data collection ({_num(z['us_per_agent_step_without_datacollector'])}"
               " µs without)."]
@@ -494,12 +533,16 @@ def run_bench(settings: BenchSettings, out: Path) -> dict:
 
 
 def _child(argv: list[str]) -> int:
-    """``python -m analysis.bench scale N MONTHS``: one scaling run; its figures as one JSON line."""
+    """``python -m analysis.bench scale N MONTHS``: one scaling run; on stdout a JSON line
+    ``{"progress": ...}`` after every month and ``{"result": ...}`` at the end."""
     if len(argv) != 3 or argv[0] != "scale":
         print("usage: python -m analysis.bench scale N_LABS MONTHS", file=sys.stderr)
         return 2
-    row = scale_once(int(argv[1]), int(argv[2]))
-    print(json.dumps(row), flush=True)
+    def emit(progress: dict) -> None:
+        print(json.dumps({"progress": progress}), flush=True)
+
+    row = scale_once(int(argv[1]), int(argv[2]), emit=emit)
+    print(json.dumps({"result": row}), flush=True)
     return 0
 
 

@@ -148,3 +148,16 @@ def test_out_folder_is_checked_before_measuring(tmp_path):
     (done / "bench.json").write_text("{}")
     assert main(["bench", "--quick", "--out", str(done)]) == 2
     assert (done / "bench.json").read_text() == "{}"
+
+
+def test_a_scaling_run_over_the_timeout_is_stopped_and_larger_sizes_skipped():
+    """The run is killed at the timeout; the row says how far it got; the next size is not run."""
+    from analysis.bench import time_scaling
+
+    rows = time_scaling([2000, 3000], 120, timeout=5.0)
+    first, second = rows
+    assert first["status"] == "timeout" and first["note"].startswith("stopped after 5 s")
+    if "months_done" in first:  # it got through at least one month before the timeout
+        assert 1 <= first["months_done"] < 120 and first["agent_steps"] > 0
+        assert first["labs_active_first"] >= 1900
+    assert second["status"] == "skipped" and "2000 labs" in second["note"]
