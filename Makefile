@@ -1,13 +1,15 @@
-# The two commands: `make run` (baseline scenario, outputs and figures) and `make test` (the test suite).
-# Both create .venv with a Python >= 3.12 and install the project with its dev extras when needed.
+# The two commands: `make run` (baseline scenario, outputs and figures) and `make test` (the test suite);
+# `make bench` measures speed, scaling and memory into runs/bench/ (BENCH_ARGS=--quick for a short one).
+# All create .venv with a Python >= 3.12 and install the project with its dev extras when needed.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 SEED ?= 1
 OUT ?= runs/baseline-seed$(SEED)
+BENCH_ARGS ?=
 
-.PHONY: install run test test-fast lint clean
+.PHONY: install run test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -41,6 +43,9 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+bench: install
+	$(VENV)/bin/abm bench --out runs/bench --force $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis

@@ -1,5 +1,6 @@
-"""The ``abm`` command line: run a scenario, run an ensemble of seeds, compare scenarios, list scenarios,
-draw a run's overview figure, write an HTML report or an animation, serve the live dashboard.
+"""The ``abm`` command line: run a scenario, run an ensemble of seeds, compare scenarios, benchmark the
+model, list scenarios, draw a run's overview figure, write an HTML report or an animation, serve the live
+dashboard.
 
 User mistakes (unknown scenario, broken TOML, bad ``--set``, out-of-range values, an existing output
 folder) end with one line ``abm: error: ...`` on stderr and exit status 2, and leave nothing on disk.
@@ -60,15 +61,19 @@ def _blame_flag(msg: str, args: argparse.Namespace) -> str:
 
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
+    from abm.scale import scale_world
     from abm.scenario import ScenarioError, load_scenario
 
     from .runio import OutputError, check_target, run_scenario, write_run
 
     try:
         scn = load_scenario(args.scenario, overrides=args.set or None, seed=args.seed, months=args.months)
+        if args.labs is not None:
+            scn = scale_world(scn, args.labs)
     except ScenarioError as exc:
         raise UserError(_blame_flag(str(exc), args)) from None
-    out = Path(args.out) if args.out else Path("runs") / f"{scn.name}-seed{scn.run.seed}"
+    size = f"-labs{args.labs}" if args.labs is not None else ""
+    out = Path(args.out) if args.out else Path("runs") / f"{scn.name}{size}-seed{scn.run.seed}"
     try:
         check_target(out, args.force)  # fail before spending the run's time; checked again when writing
     except OutputError as exc:
@@ -259,6 +264,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from abm.scale import scale_world
+    from abm.scenario import ScenarioError, load_scenario
+
+    from .bench import SCENARIO, BenchError, BenchSettings, check_out, run_bench, tables
+
+    settings = BenchSettings.make(quick=args.quick, timeout=args.timeout, labs=args.labs_list,
+                                  months=args.months, seeds=args.seeds, workers=args.workers,
+                                  repeats=args.repeats)
+    base = load_scenario(SCENARIO)
+    for n in settings.labs:
+        try:
+            scale_world(base, n)
+        except ScenarioError as exc:
+            raise UserError(str(exc).replace(f"--labs {n}:", f"--labs-list: {n} labs:", 1)) from None
+    out = Path(args.out)
+    try:
+        check_out(out, args.force)
+        results = run_bench(settings, out)
+    except BenchError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
+    print(tables(results), end="")
+    print(f"\n{out / 'bench.json'}, {out / 'bench.md'}")
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from abm.scenario import SCENARIO_DIR, available_scenarios
 
@@ -342,6 +375,22 @@ _pos_int = _bounded_int(1)
 _port = _bounded_int(1, 65535, "a port number")
 
 
+def _int_list(lo: int, what: str):
+    """An argparse type: comma-separated whole numbers >= lo, e.g. 100,1000,10000."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(x) for x in text.split(",")]
+        except ValueError:
+            values = []
+        if not values or any(v < lo for v in values):
+            raise argparse.ArgumentTypeError(f"expected {what}, comma-separated whole numbers >= {lo}, "
+                                             f"got {text!r}")
+        return values
+
+    return parse
+
+
 def _pos_float(text: str) -> float:
     try:
         v = float(text)
@@ -411,7 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
     r.add_argument("--seed", type=_nonneg_int, metavar="N", help="master seed (default: the scenario's run.seed)")
     r.add_argument("--months", type=_pos_int, metavar="N", help="months to simulate (default: run.months)")
-    r.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario>-seed<N>/)")
+    r.add_argument("--labs", type=_pos_int, metavar="N",
+                   help="labs at the start; clouds, vendors, demand, foundry, investor inflow and the "
+                        "entrants' arrival rate scale in proportion (default: the scenario's own)")
+    r.add_argument("--out", metavar="DIR",
+                   help="output folder (default: runs/<scenario>-seed<N>/, with --labs "
+                        "runs/<scenario>-labs<N>-seed<N>/)")
     r.add_argument("--set", action="append", type=_override, metavar="KEY.PATH=VALUE", default=[],
                    help="override a scenario value, e.g. --set capital.kappa=2 (repeatable)")
     r.add_argument("--force", action="store_true", help="replace an existing run folder")
@@ -438,6 +492,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="months at which to compare (default 12,36,60,120; beyond the run: skipped)")
     _ensemble_args(c, "runs/compare-<A>-vs-<B>-<N>/")
     c.set_defaults(func=cmd_compare)
+
+    b = sub.add_parser(
+        "bench", help="measure speed, scaling with the number of labs, memory and ensembles",
+        description="Benchmark: the baseline's 120 months in the model alone (median of --repeats) and as a "
+                    "whole 'abm run baseline' process; the baseline grown to each of --labs-list labs (wall "
+                    "time, time per agent-step, peak memory), each in a fresh process; a --seeds ensemble on "
+                    "each of --workers; Mesa's Boltzmann wealth model as a reference. Prints a table with "
+                    "each figure beside its target and writes DIR/bench.json and DIR/bench.md.")
+    b.add_argument("--labs-list", type=_int_list(1, "lab counts"), metavar="N1,N2,...",
+                   help="lab counts of the scaling runs (default 100,1000,10000)")
+    b.add_argument("--months", type=_pos_int, metavar="N", help="months of every run (default 120)")
+    b.add_argument("--seeds", type=_pos_int, metavar="N", help="seeds of the ensemble (default 100)")
+    b.add_argument("--workers", type=_int_list(1, "worker counts"), metavar="W1,W2,...",
+                   help="worker processes of the ensemble runs (default 1,2)")
+    b.add_argument("--repeats", type=_pos_int, metavar="N",
+                   help="timed runs of the baseline in the model alone (default 5)")
+    b.add_argument("--timeout", type=_pos_float, metavar="S",
+                   help="stop a scaling run after S seconds and skip larger ones (default 600)")
+    b.add_argument("--quick", action="store_true",
+                   help="tiny sizes for tests and CI (labs 40,80, 12 months, 4 seeds, 1 repeat); the "
+                        "targets are then not assessed")
+    b.add_argument("--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)")
+    b.add_argument("--force", action="store_true", help="overwrite the bench.json of an earlier benchmark")
+    b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("scenarios", help="list the scenarios in scenarios/",
                        description="List the scenarios in scenarios/ with their descriptions.")
@@ -489,8 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.error("a command is required: run, ensemble, compare, scenarios, overview, report, animate "
-                     "or dashboard")
+        parser.error("a command is required: run, ensemble, compare, bench, scenarios, overview, report, "
+                     "animate or dashboard")
     try:
         return args.func(args)
     except UserError as exc:

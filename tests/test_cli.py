@@ -53,7 +53,8 @@ BAD_TOML = "[run\nmonths = 3\n"
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "negative", "missing_file", "broken_toml", "unknown_name",
-                                  "unknown_key_in_file", "bad_set_syntax"])
+                                  "unknown_key_in_file", "bad_set_syntax", "labs_zero", "labs_negative",
+                                  "labs_fraction", "labs_too_few"])
 def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, case):
     """Each user mistake: exit 2, exactly one line on stderr, no traceback, no output folder."""
     out = tmp_path / "out"
@@ -65,6 +66,10 @@ def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, case):
         "unknown_name": ["basline"],
         "unknown_key_in_file": [str(tmp_path / "typo.toml")],
         "bad_set_syntax": ["baseline", "--set", "capital.kappa"],
+        "labs_zero": ["baseline", "--labs", "0"],
+        "labs_negative": ["baseline", "--labs=-5"],
+        "labs_fraction": ["baseline", "--labs", "1.5"],
+        "labs_too_few": ["baseline", "--labs", "5"],
     }[case]
     (tmp_path / "broken.toml").write_text(BAD_TOML)
     (tmp_path / "typo.toml").write_text('extends = "baseline"\n[capital]\nkapa = 2\n')
@@ -79,6 +84,28 @@ def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, case):
         assert "kappa" in err[0]
     if case == "negative":
         assert "capital.kappa" in err[0]
+    if case.startswith("labs"):
+        assert "--labs" in err[0]
+    if case == "labs_too_few":
+        assert err[0] == "abm: error: --labs 5: must be at least 9 (the scenario's named labs)"
+
+
+def test_run_with_labs_writes_the_scaled_scenario(tmp_path):
+    """--labs N: N labs in the first month, the scaled scenario in scenario.toml, which reproduces the run."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["run", "baseline", "--labs", "60", "--months", "6", "--out", str(a), "--quiet"]) == 0
+    assert main(["run", str(a / "scenario.toml"), "--out", str(b), "--quiet"]) == 0
+    for name in FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    first = (a / "timeseries.csv").read_text().splitlines()[1].split(",")
+    assert abs(int(first[COLUMNS.index("labs_active")]) - 60) <= 3
+    from abm.scenario import load_scenario
+
+    scn = load_scenario(a / "scenario.toml")
+    base = load_scenario("baseline")
+    assert len(scn.labs) + scn.generated_labs.n == 60
+    s = 60 / (len(base.labs) + base.generated_labs.n)
+    assert scn.chips.foundry_capacity_h100e_month == pytest.approx(base.chips.foundry_capacity_h100e_month * s)
 
 
 def test_existing_folder_needs_force(tmp_path):
