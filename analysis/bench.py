@@ -11,7 +11,7 @@ targets):
 * **baseline, whole process**: ``python -m analysis.cli run baseline --out TMP --force --quiet`` (what
   ``abm run baseline`` runs) in a fresh interpreter, imports and writing the run folder included; median
   of 3.
-* **scaling**: the baseline grown to each of ``--labs-list`` labs (default 100, 1,000, 10,000; see
+* **scaling**: the baseline grown to each of ``--labs`` labs (default 100, 1,000, 10,000; see
   :func:`abm.scale.scale_world`) for 120 months, each in a fresh interpreter so that its peak memory
   (``ru_maxrss``, imports included) is its own. Build and step times are reported apart; agent-steps are
   the sum over months of the labs alive at the end of the month (``labs_active``) plus the clouds and
@@ -104,7 +104,7 @@ class BenchSettings:
     def command(self) -> str:
         """The ``abm bench`` command line that measures exactly this."""
         parts = ["abm bench", "--quick" if self.quick else "",
-                 f"--labs-list {','.join(map(str, self.labs))}", f"--months {self.months}",
+                 f"--labs {','.join(map(str, self.labs))}", f"--months {self.months}",
                  f"--seeds {self.seeds}", f"--workers {','.join(map(str, self.workers))}",
                  f"--repeats {self.repeats}", f"--timeout {self.timeout:g}"]
         return " ".join(p for p in parts if p)

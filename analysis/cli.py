@@ -270,7 +270,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import SCENARIO, BenchError, BenchSettings, check_out, run_bench, tables
 
-    settings = BenchSettings.make(quick=args.quick, timeout=args.timeout, labs=args.labs_list,
+    settings = BenchSettings.make(quick=args.quick, timeout=args.timeout, labs=args.labs,
                                   months=args.months, seeds=args.seeds, workers=args.workers,
                                   repeats=args.repeats)
     base = load_scenario(SCENARIO)
@@ -278,7 +278,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         try:
             scale_world(base, n)
         except ScenarioError as exc:
-            raise UserError(str(exc).replace(f"--labs {n}:", f"--labs-list: {n} labs:", 1)) from None
+            raise UserError(str(exc).replace(f"--labs {n}:", f"--labs: {n} labs:", 1)) from None
     out = Path(args.out)
     try:
         check_out(out, args.force)
@@ -496,12 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser(
         "bench", help="measure speed, scaling with the number of labs, memory and ensembles",
         description="Benchmark: the baseline's 120 months in the model alone (median of --repeats) and as a "
-                    "whole 'abm run baseline' process; the baseline grown to each of --labs-list labs (wall "
+                    "whole 'abm run baseline' process; the baseline grown to each of --labs labs (wall "
                     "time, time per agent-step, peak memory), each in a fresh process; a --seeds ensemble on "
                     "each of --workers; Mesa's Boltzmann wealth model as a reference. Prints a table with "
                     "each figure beside its target and writes DIR/bench.json and DIR/bench.md.")
-    b.add_argument("--labs-list", type=_int_list(1, "lab counts"), metavar="N1,N2,...",
-                   help="lab counts of the scaling runs (default 100,1000,10000)")
+    b.add_argument("--labs", type=_int_list(1, "lab counts"), metavar="N[,N...]",
+                   help="lab count, or comma-separated counts, of the scaling runs (default 100,1000,10000)")
     b.add_argument("--months", type=_pos_int, metavar="N", help="months of every run (default 120)")
     b.add_argument("--seeds", type=_pos_int, metavar="N", help="seeds of the ensemble (default 100)")
     b.add_argument("--workers", type=_int_list(1, "worker counts"), metavar="W1,W2,...",

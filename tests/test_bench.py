@@ -37,7 +37,7 @@ def quick(tmp_path_factory):
 def test_quick_bench_writes_every_figure(quick):
     out, _, _ = quick
     data = json.loads((out / "bench.json").read_text())
-    assert data["command"].startswith("abm bench --quick --labs-list 40,80 --months 12 --seeds 4 --workers 1,2")
+    assert data["command"].startswith("abm bench --quick --labs 40,80 --months 12 --seeds 4 --workers 1,2")
     for key in ("cpu_count", "python", "numpy", "mesa", "platform"):
         assert data["machine"][key], key
     assert set(data["code"]) >= {"git_commit", "modified", "model_sha256"}
@@ -125,8 +125,8 @@ def test_a_stopped_run_misses_and_other_sizes_are_not_judged():
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--labs-list", "5,100"], "--labs-list: 5 labs: must be at least 9"),
-    (["--labs-list", "100,x"], "--labs-list"),
+    (["--labs", "5,100"], "--labs: 5 labs: must be at least 9"),
+    (["--labs", "100,x"], "--labs"),
     (["--workers", "0"], "--workers"),
     (["--seeds", "0"], "--seeds"),
 ])
