@@ -16,6 +16,12 @@ from .metrics import collect_row
 from .scenario import Scenario, ScenarioError, load_scenario
 
 HEADROOM_MONTHS = 400
+# Columns of contracts.csv (see ComputeMarket.iter_contract_rows).
+CONTRACT_FIELDS = (
+    "contract_id", "buyer", "seller", "kind", "volume_h100e", "start", "end", "unit_price_usd", "unit",
+    "take_or_pay_share", "prepayment_usd", "equity_share", "investment_usd", "effective_factor", "ramp_months",
+    "exclusive", "signed", "status", "closed",
+)
 
 
 def month_label(start: str, t: int) -> str:
@@ -1267,23 +1273,23 @@ class ComputeMarket(mesa.Model):
             self._p0_value = self.reserved_ref
         return self._p0_value
 
-    def contracts_table(self) -> list[dict]:
-        """Every contract with its fields (names instead of ids)."""
+    def iter_contract_rows(self):
+        """Every contract as a tuple of the CONTRACT_FIELDS (names instead of ids), in contract-id order."""
         names = {a.unique_id: a.name for a in (*self.labs, *self.clouds, *self.vendors)}
         b = self.book
-        out = []
-        for i in range(len(b)):
-            k = KINDS[int(b.kind[i])]
-            out.append({
-                "contract_id": i, "buyer": names[int(b.buyer[i])], "seller": names[int(b.seller[i])], "kind": k,
-                "volume_h100e": float(b.volume[i]), "start": int(b.start[i]), "end": int(b.end[i]),
-                "unit_price_usd": float(b.price[i]),
-                "unit": "usd_per_h100e" if k == "chip_order" else "usd_per_h100e_month",
-                "take_or_pay_share": float(b.take_or_pay[i]) if k in ("reserved", "equity_for_compute") else 0.0,
-                "prepayment_usd": float(b.prepayment[i]), "equity_share": float(b.equity_share[i]),
-                "investment_usd": float(b.investment[i]), "effective_factor": float(b.eff_factor[i]),
-                "ramp_months": int(b.ramp[i]), "exclusive": bool(b.exclusive[i]), "signed": int(b.signed[i]),
-                "status": ("active", "completed", "defaulted", "cancelled")[int(b.status[i])],
-                "closed": int(b.closed[i]) if b.closed[i] >= 0 else "",
-            })
-        return out
+        status_names = ("active", "completed", "defaulted", "cancelled")
+        cols = zip(b.kind.tolist(), b.buyer.tolist(), b.seller.tolist(), b.volume.tolist(), b.start.tolist(),
+                   b.end.tolist(), b.price.tolist(), b.take_or_pay.tolist(), b.prepayment.tolist(),
+                   b.equity_share.tolist(), b.investment.tolist(), b.eff_factor.tolist(), b.ramp.tolist(),
+                   b.exclusive.tolist(), b.signed.tolist(), b.status.tolist(), b.closed.tolist(), strict=True)
+        for i, (kind, buyer, seller, vol, start, end, price, top, pre, eq, inv, eff, ramp, excl, signed, status,
+                closed) in enumerate(cols):
+            k = KINDS[kind]
+            yield (i, names[buyer], names[seller], k, vol, start, end, price,
+                   "usd_per_h100e" if k == "chip_order" else "usd_per_h100e_month",
+                   top if k in ("reserved", "equity_for_compute") else 0.0, pre, eq, inv, eff, ramp, excl, signed,
+                   status_names[status], closed if closed >= 0 else "")
+
+    def contracts_table(self) -> list[dict]:
+        """Every contract with its fields (names instead of ids)."""
+        return [dict(zip(CONTRACT_FIELDS, row, strict=True)) for row in self.iter_contract_rows()]

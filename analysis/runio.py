@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from abm.metrics import COLUMNS
-from abm.model import ComputeMarket
+from abm.model import CONTRACT_FIELDS, ComputeMarket
 from abm.scenario import Scenario, to_toml
 
 AGENT_COLUMNS = [
@@ -31,12 +31,6 @@ AGENT_COLUMNS = [
 ]
 EVENT_COLUMNS = ["month", "step", "event", "agent", "detail", "value_usd"]
 RUN_COLUMNS = ["step", "lab", "physical_flop", "effective_flop", "cost_usd", "capability"]
-# Header of contracts.csv when the model signed no contract (otherwise the keys of contracts_table()).
-CONTRACT_COLUMNS = [
-    "contract_id", "buyer", "seller", "kind", "volume_h100e", "start", "end", "unit_price_usd", "unit",
-    "take_or_pay_share", "prepayment_usd", "equity_share", "investment_usd", "effective_factor", "ramp_months",
-    "exclusive", "signed", "status", "closed",
-]
 HEADLINE = [
     "lab_hhi_compute", "lab_hhi_revenue", "lab_top3_share_compute", "entry_barrier_usd", "frontier_capability",
     "efficiency_share_of_progress", "marginal_capability_per_usd", "cloud_hhi_capacity",
@@ -69,10 +63,19 @@ def run_scenario(scn: Scenario, progress=None) -> ComputeMarket:
 
 
 # ------------------------------------------------------------------------------------------------ cells
+def _float_cell(f: float) -> str:
+    return "" if f != f else repr(f)
+
+
+# Cell formats by exact type: the common cases, without the isinstance chain.
+_CELL = {float: _float_cell, int: str, str: str, bool: lambda b: "True" if b else "False", type(None): lambda v: ""}
+
+
 def cell(v) -> str:
     """One CSV cell: floats at repr precision (shortest round-trip), NaN and None as empty cells."""
-    if v is None:
-        return ""
+    fast = _CELL.get(type(v))
+    if fast is not None:
+        return fast(v)
     if isinstance(v, bool | np.bool_):
         return "True" if v else "False"
     if isinstance(v, numbers.Integral):
@@ -88,7 +91,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence]) -> 
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(columns)
         for r in rows:
-            w.writerow([cell(v) for v in r])
+            w.writerow(map(cell, r))
 
 
 def _dict_rows(records: list[dict], fallback: Sequence[str]) -> tuple[list[str], list[list]]:
@@ -134,8 +137,7 @@ def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
             yield r
 
     _write_csv(d / "agents.csv", AGENT_COLUMNS, agent_rows())
-    cols, rows = _dict_rows(model.contracts_table(), CONTRACT_COLUMNS)
-    _write_csv(d / "contracts.csv", cols, rows)
+    _write_csv(d / "contracts.csv", CONTRACT_FIELDS, model.iter_contract_rows())
     _write_csv(d / "events.csv", EVENT_COLUMNS, ([e.get(c) for c in EVENT_COLUMNS] for e in model.events_log))
     cols, rows = _dict_rows(model.runs_log, RUN_COLUMNS)
     _write_csv(d / "runs.csv", cols, rows)
