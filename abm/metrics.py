@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from . import economics as ec
+from .timeline import month_label
 
 COLUMNS = [
     "month", "step", "labs_active", "lab_entries", "lab_exits", "lab_hhi_compute", "lab_hhi_revenue",
@@ -50,8 +51,6 @@ def survival_rate_24m(small: np.ndarray, birth: np.ndarray, exit_t: np.ndarray, 
 
 def collect_row(m, month=None) -> dict:
     """All timeseries columns for the month that just ended (``month``: the model's month_slots())."""
-    from .model import month_label
-
     C = m.lab_table.cols
     alive = m.alive_slots()
     labs = m.alive_labs()

@@ -11,31 +11,14 @@ import numpy as np
 
 from . import economics as ec
 from .agents import ChipVendor, CloudProvider, Lab, LabTable
-from .ledger import KINDS, ContractBook, Ledger
+from .ledger import ContractBook, Ledger
 from .metrics import collect_row
+from .records import CONTRACT_FIELDS, contract_network, iter_agent_rows, iter_contract_rows, record_agents
 from .scenario import Scenario, ScenarioError, load_scenario
+from .timeline import month_index, month_label
 
 HEADROOM_MONTHS = 400
-# Columns of contracts.csv (see ComputeMarket.iter_contract_rows).
-CONTRACT_FIELDS = (
-    "contract_id", "buyer", "seller", "kind", "volume_h100e", "start", "end", "unit_price_usd", "unit",
-    "take_or_pay_share", "prepayment_usd", "equity_share", "investment_usd", "effective_factor", "ramp_months",
-    "exclusive", "signed", "status", "closed",
-)
 
-
-def month_label(start: str, t: int) -> str:
-    """'YYYY-MM' of month index ``t`` counted from ``start``."""
-    y, m = (int(x) for x in start.split("-"))
-    k = y * 12 + (m - 1) + t
-    return f"{k // 12:04d}-{k % 12 + 1:02d}"
-
-
-def month_index(start: str, label: str) -> int:
-    """Month index of 'YYYY-MM' counted from ``start``."""
-    y0, m0 = (int(x) for x in start.split("-"))
-    y, m = (int(x) for x in label.split("-"))
-    return (y * 12 + m) - (y0 * 12 + m0)
 
 
 def _trend(series, window: int) -> float:
@@ -183,7 +166,7 @@ class ComputeMarket(mesa.Model):
         self.chip_spend_month = 0.0
         self.chip_units_month = 0.0
         self.rows: list[dict] = []
-        self._agent_frames: list[tuple] = []
+        self.agent_frames: list[tuple] = []
         self._scheduled = self._parse_events()
         self._build_world()
         self.q_front_hist.append(max(lab.capability for lab in self.labs) if self.labs else 0.0)
@@ -467,31 +450,10 @@ class ComputeMarket(mesa.Model):
 
     @property
     def network(self) -> nx.MultiDiGraph:
-        """The contract network now: every agent a node; an edge per active reserved or equity-for-compute
-        contract (lab -> cloud, key = contract id) and one per cloud-vendor pair that has traded chips
-        (cloud -> vendor, value = chip spend so far). Built from the contract book when asked for."""
+        """The contract network now (see records.contract_network), built when asked for."""
         key = (self.t, self.book.version, len(self.labs), len(self.clouds))
         if self._network_key != key:
-            g = nx.MultiDiGraph()
-            for a in (*self.clouds, *self.vendors, *self.labs):
-                g.add_node(a.name, type=a.type_name)
-            names = {a.unique_id: a.name for a in (*self.labs, *self.clouds, *self.vendors)}
-            b = self.book
-            rows = b.active_capacity_rows()
-            for r in rows.tolist():
-                g.add_edge(names[int(b.cols["buyer"][r])], names[int(b.cols["seller"][r])], key=r,
-                           kind=KINDS[int(b.cols["kind"][r])],
-                           value=float(b.cols["volume"][r] * b.cols["price"][r] * (b.cols["end"][r] - b.cols["start"][r])))
-            chips = np.flatnonzero(b.kind == 2)
-            if chips.size:
-                base = int(max(b.buyer[chips].max(), b.seller[chips].max())) + 1
-                pair = b.buyer[chips] * base + b.seller[chips]
-                uniq, inv = np.unique(pair, return_inverse=True)
-                spend = np.bincount(inv, weights=b.volume[chips] * b.price[chips])
-                for p, v in zip(uniq.tolist(), spend.tolist(), strict=True):
-                    cloud, vendor = names[p // base], names[p % base]
-                    g.add_edge(cloud, vendor, key=f"chips-{vendor}", kind="chip_order", value=v)
-            self._network, self._network_key = g, key
+            self._network, self._network_key = contract_network(self), key
         return self._network
 
     # ------------------------------------------------------------------ the monthly step
@@ -1224,47 +1186,11 @@ class ComputeMarket(mesa.Model):
             c.unmet_month = 0.0
         row = collect_row(self, month)
         self.rows.append(row)
-        self._record_agents(month)
+        record_agents(self, month)
         self.datacollector.collect(self)
 
     def latest(self, key: str):
         return self.rows[-1][key] if self.rows else 0.0
-
-    def _record_agents(self, month: np.ndarray) -> None:
-        """Keep this month's agent-level values as arrays (names and kinds are read when rows are written)."""
-        C = self.lab_table.cols
-        others = [*self.clouds, *self.vendors]
-        labs = [self.labs[i] for i in month.tolist()]
-        led = self.ledger.balance
-        self._agent_frames.append((
-            self.t, labs + others,
-            np.concatenate([C["alive"][month], [a.alive for a in others]]).astype(bool),
-            np.concatenate([led[C["acct"][month]], led[[a.account for a in others]]]),
-            np.concatenate([C["capital_raised"][month], [a.capital_raised for a in others]]),
-            np.concatenate([C["compute"][month], [c.online for c in self.clouds], np.zeros(len(self.vendors))]),
-            np.concatenate([C["revenue"][month], [a.revenue for a in others]]),
-            C["capability"][month].copy(),
-            np.exp(C["log_eff"][month]),
-            np.concatenate([C["market_share"][month], [a.market_share for a in others]]),
-        ))
-
-    def iter_agent_rows(self):
-        """Rows of agents.csv, month by month: every agent active that month (labs that exited earlier are
-        left out)."""
-        start = self.cfg.run.start
-        for t, agents, alive, cash, raised, h100e, revenue, capability, efficiency, share in self._agent_frames:
-            month = month_label(start, t)
-            n_labs = capability.size
-            for i, a in enumerate(agents):
-                lab = i < n_labs
-                yield (month, t, a.unique_id, a.name, a.type_name, a.kind, bool(alive[i]), float(cash[i]),
-                       float(raised[i]), float(h100e[i]), float(revenue[i]), float(capability[i]) if lab else "",
-                       float(efficiency[i]) if lab else "", float(share[i]))
-
-    @property
-    def agent_rows(self) -> list[tuple]:
-        """All rows of agents.csv as a list (see iter_agent_rows)."""
-        return list(self.iter_agent_rows())
 
     @property
     def _p0(self) -> float:
@@ -1273,23 +1199,19 @@ class ComputeMarket(mesa.Model):
             self._p0_value = self.reserved_ref
         return self._p0_value
 
+    def iter_agent_rows(self):
+        """Rows of agents.csv, month by month (see records.iter_agent_rows)."""
+        return iter_agent_rows(self)
+
+    @property
+    def agent_rows(self) -> list[tuple]:
+        """All rows of agents.csv as a list."""
+        return list(iter_agent_rows(self))
+
     def iter_contract_rows(self):
-        """Every contract as a tuple of the CONTRACT_FIELDS (names instead of ids), in contract-id order."""
-        names = {a.unique_id: a.name for a in (*self.labs, *self.clouds, *self.vendors)}
-        b = self.book
-        status_names = ("active", "completed", "defaulted", "cancelled")
-        cols = zip(b.kind.tolist(), b.buyer.tolist(), b.seller.tolist(), b.volume.tolist(), b.start.tolist(),
-                   b.end.tolist(), b.price.tolist(), b.take_or_pay.tolist(), b.prepayment.tolist(),
-                   b.equity_share.tolist(), b.investment.tolist(), b.eff_factor.tolist(), b.ramp.tolist(),
-                   b.exclusive.tolist(), b.signed.tolist(), b.status.tolist(), b.closed.tolist(), strict=True)
-        for i, (kind, buyer, seller, vol, start, end, price, top, pre, eq, inv, eff, ramp, excl, signed, status,
-                closed) in enumerate(cols):
-            k = KINDS[kind]
-            yield (i, names[buyer], names[seller], k, vol, start, end, price,
-                   "usd_per_h100e" if k == "chip_order" else "usd_per_h100e_month",
-                   top if k in ("reserved", "equity_for_compute") else 0.0, pre, eq, inv, eff, ramp, excl, signed,
-                   status_names[status], closed if closed >= 0 else "")
+        """Every contract as a tuple of the CONTRACT_FIELDS (see records.iter_contract_rows)."""
+        return iter_contract_rows(self)
 
     def contracts_table(self) -> list[dict]:
         """Every contract with its fields (names instead of ids)."""
-        return [dict(zip(CONTRACT_FIELDS, row, strict=True)) for row in self.iter_contract_rows()]
+        return [dict(zip(CONTRACT_FIELDS, row, strict=True)) for row in iter_contract_rows(self)]

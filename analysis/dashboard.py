@@ -27,8 +27,9 @@ from matplotlib.figure import Figure
 from mesa.visualization import SolaraViz, make_plot_component
 from mesa.visualization.utils import update_counter
 
-from abm.model import ComputeMarket, month_label
+from abm.model import ComputeMarket
 from abm.scenario import available_scenarios, load_scenario
+from abm.timeline import month_label
 
 FIG_SIZE = (4.6, 3.3)  # inches at 100 dpi: fits a half-width grid cell of SolaraViz's default layout
 PLAY_INTERVAL_MS = 150

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from abm.metrics import COLUMNS
-from abm.model import CONTRACT_FIELDS, ComputeMarket
+from abm.model import ComputeMarket
+from abm.records import CONTRACT_FIELDS
 from abm.scenario import Scenario, to_toml
 
 AGENT_COLUMNS = [

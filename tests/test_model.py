@@ -14,7 +14,8 @@ import pytest
 from conftest import assert_invariants, check_invariants, checked_run, run_checked
 
 from abm import economics as ec
-from abm.model import ComputeMarket, month_index
+from abm.model import ComputeMarket
+from abm.timeline import month_index
 
 RUNS = [("baseline", 1), ("baseline", 2), ("mega_deal", 1), ("mega_deal", 2)]
 INVARIANTS = {
