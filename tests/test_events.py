@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import assert_invariants
 
+from abm.markets import entry
 from abm.model import ComputeMarket
 from abm.scenario import Event, available_scenarios, load_scenario
 
@@ -73,7 +74,7 @@ def test_foundry_shock_cuts_capacity_for_its_duration():
 
 def test_demand_shock_shifts_level_and_bends_growth():
     """Demand drops by the factor in the shock month and grows at the new rate afterwards."""
-    from abm.model import Environment
+    from abm.world import Environment
 
     m = model_with([{"month": "2025-01", "type": "demand_shock", "factor": 0.5, "growth_annual": 1.1}])
     ref = model_with([])
@@ -214,8 +215,8 @@ def test_public_compute_lowers_the_entry_price_of_eligible_entrants():
     step_to(m, 36)
     pub = by_name(m.clouds, "Public Compute")
     assert m.available(pub, m.t, 12) > 0
-    assert m.entrant_price(5e8, 1e9) <= pub.floor_price + 1e-9
-    assert m.entrant_price(5e9, 1e9) > pub.floor_price  # too big to be eligible: market terms
+    assert entry.entrant_price(m, 5e8, 1e9) <= pub.floor_price + 1e-9
+    assert entry.entrant_price(m, 5e9, 1e9) > pub.floor_price  # too big to be eligible: market terms
 
 
 def test_captive_mega_deal_is_built_on_the_clouds_own_chips():

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abm.agents import LabTable
+from abm.labtable import LabTable
 from abm.ledger import ContractBook
-from abm.model import _match_in_order
+from abm.markets.spot import match_in_order
 
 contract = st.tuples(st.integers(0, 30), st.integers(1, 40), st.integers(0, 12),
                      st.floats(1.0, 1e6), st.floats(1.0, 1e4))
@@ -81,7 +81,7 @@ def test_active_index_follows_additions_and_closings():
 @given(st.lists(st.floats(0.0, 100.0), min_size=1, max_size=8), st.lists(st.floats(0.0, 100.0), min_size=1, max_size=8))
 def test_match_in_order_conserves_volumes(buy, sell):
     buy, sell = np.array(buy), np.array(sell)
-    b, s, q = _match_in_order(buy, sell)
+    b, s, q = match_in_order(buy, sell)
     total = min(buy.sum(), sell.sum())
     assert (q > 0).all()
     assert q.sum() == pytest.approx(total, rel=1e-9, abs=1e-9)
@@ -94,7 +94,7 @@ def test_match_in_order_conserves_volumes(buy, sell):
 
 
 def test_match_in_order_example():
-    b, s, q = _match_in_order(np.array([3.0, 0.0, 5.0]), np.array([4.0, 4.0]))
+    b, s, q = match_in_order(np.array([3.0, 0.0, 5.0]), np.array([4.0, 4.0]))
     assert list(zip(b.tolist(), s.tolist(), q.tolist(), strict=True)) == [(0, 0, 3.0), (2, 0, 1.0), (2, 1, 4.0)]
 
 

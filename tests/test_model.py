@@ -14,6 +14,7 @@ import pytest
 from conftest import assert_invariants, check_invariants, checked_run, run_checked
 
 from abm import economics as ec
+from abm.markets import contracting
 from abm.model import ComputeMarket
 from abm.timeline import month_index
 
@@ -333,16 +334,16 @@ def test_quote_price_rises_when_cash_falls():
     lab = _lab_for_quote(m)
     term = 12
     cash = lab.cash
-    full = {c.name: m.quote_price(lab, c, term) for c in m.clouds}
+    full = {c.name: contracting.quote_price(m, lab, c, term) for c in m.clouds}
     r_full, cov_full = lab.runway(), lab.coverage()
-    terms_full = {c.name: m.cloud_terms(lab, [c], term, 0.0) for c in m.clouds}
+    terms_full = {c.name: contracting.cloud_terms(m, lab, [c], term, 0.0) for c in m.clouds}
     m.ledger.transfer(lab, "investors", 0.9 * cash, "test")
-    low = {c.name: m.quote_price(lab, c, term) for c in m.clouds}
+    low = {c.name: contracting.quote_price(m, lab, c, term) for c in m.clouds}
     r_low, cov_low = lab.runway(), lab.coverage()
-    terms_low = {c.name: m.cloud_terms(lab, [c], term, 0.0) for c in m.clouds}
+    terms_low = {c.name: contracting.cloud_terms(m, lab, [c], term, 0.0) for c in m.clouds}
     m.ledger.transfer("investors", lab, 0.9 * cash, "test")
     assert lab.cash == pytest.approx(cash, rel=1e-12)
-    assert {c.name: m.quote_price(lab, c, term) for c in m.clouds} == full  # the quote has no side effects
+    assert {c.name: contracting.quote_price(m, lab, c, term) for c in m.clouds} == full  # the quote has no side effects
     assert r_low < r_full and cov_low < cov_full
     finite = [n for n in full if math.isfinite(full[n]) and math.isfinite(low[n])]
     assert finite, (full, low)
@@ -366,8 +367,8 @@ def test_rubinstein_weight_tracks_cost_of_capital():
     lab = _lab_for_quote(m)
     azure = next(c for c in m.clouds if c.name == "Azure")  # 7% cost of capital
     lam = next(c for c in m.clouds if c.name == "Lambda")  # 14%
-    cmin_a, alt_a, b_a = m.cloud_terms(lab, [azure], 12, 0.0)
-    cmin_l, alt_l, b_l = m.cloud_terms(lab, [lam], 12, 0.0)
+    cmin_a, alt_a, b_a = contracting.cloud_terms(m, lab, [azure], 12, 0.0)
+    cmin_l, alt_l, b_l = contracting.cloud_terms(m, lab, [lam], 12, 0.0)
     assert b_a[0] < b_l[0]  # the lab's weight is lower against the patient cloud
     assert alt_a == alt_l
     # Holding the cloud's reservation price fixed, the patient cloud's weight gives the higher price.
@@ -375,7 +376,7 @@ def test_rubinstein_weight_tracks_cost_of_capital():
     p_l = float(ec.nash_price(alt_a, cmin_a, b_l)[0])
     assert math.isfinite(p_a) and p_a > p_l
     if cmin_a[0] == cmin_l[0]:
-        assert m.quote_price(lab, azure, 12) > m.quote_price(lab, lam, 12)
+        assert contracting.quote_price(m, lab, azure, 12) > contracting.quote_price(m, lab, lam, 12)
 
 
 @pytest.mark.parametrize("overrides", [

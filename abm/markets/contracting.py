@@ -1,0 +1,144 @@
+"""Contracting (ODD S6): quotes, Nash bargaining over reserved contracts in priority rounds, and signing.
+
+A lab's request (from its plan in phase 5) is priced by each eligible cloud: the cloud's reservation price
+(levelized floor or expected spot, raised by the lab's default risk) and the lab's outside option (the
+next-best cloud or the spot market) are combined by a Rubinstein-Nash weight from the two sides' discount
+rates (:func:`cloud_terms`, :func:`quote_price`). In phase 7 all requests are served at once over arrays
+(:func:`sign_requests`); signed contracts are written to the world's contract book (``World.sign_reserved``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import economics as ec
+
+if TYPE_CHECKING:
+    from ..agents import CloudProvider, Lab
+
+
+def cloud_terms(m, lab: Lab, clouds, term: int, extra_value: float):
+    """Cloud reservation prices and lab outside option for a request (vectorised over clouds)."""
+    ct = m.cfg.contracting
+    floors = np.array([c.floor_price for c in clouds])
+    util = np.array([m.committed[c.idx, m.t] / c.online if c.online > 0 else 1.0 for c in clouds])
+    spot_path = ec.expected_price_path(m.spot_price_ewma, term, ct.forward_price_decline)
+    sell_prob = np.clip(util, 0.3, 1.0)
+    pdef = float(ec.default_probability(lab.coverage(extra_value), ct.risk_k))
+    cloud_min = (1 + pdef * ct.lgd) * np.maximum(floors * (1 - ct.forward_price_decline) ** (term / 24),
+                                                 spot_path * sell_prob)
+    lab_alt = spot_path * (1 + ct.spot_risk_premium)
+    r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, lab.runway(), ct.lab_impatience))
+    r_cloud = np.array([c.cost_of_capital / 12 for c in clouds])
+    beta = ec.rubinstein_weight(r_lab, r_cloud)
+    return cloud_min, lab_alt, beta
+
+
+def quote_price(m, lab: Lab, cloud: CloudProvider, term: int, value: float = 0.0) -> float:
+    """The bargained price a lab would get from one cloud for a deal worth ``value``; outside option spot."""
+    cmin, alt, beta = cloud_terms(m, lab, [cloud], term, value)
+    return float(ec.nash_price(alt, cmin, beta)[0])
+
+
+def available_by_term(m, terms: np.ndarray) -> np.ndarray:
+    """Capacity each cloud can still commit over [t, t + term) for each term: array (terms, clouds)."""
+    online = np.array([c.online for c in m.clouds])
+    win = m.committed[:, m.t: m.t + int(terms.max())]
+    peak = np.maximum.accumulate(win, axis=1)[:, terms - 1].T
+    return np.maximum(online[None, :] - peak, 0.0)
+
+
+def sign_requests(m) -> None:
+    """Requests for quotes, Nash bargaining with outside options, signed reserved contracts (S6).
+
+    Requests are served in a random priority order, all at once over arrays: in each round every
+    unserved request goes to the eligible cloud with the lowest reservation price per effective H100e
+    that can still fill a minimum deal, and a cloud's capacity goes to its requests in priority order
+    (the last one served in part). The price is the Nash bargain between the cloud's reservation price
+    and the lab's outside option (the next-best cloud or the spot market). Requests that found a cloud
+    full try the next one in the following round; what no cloud can serve is recorded as unmet demand.
+    """
+    C = m.lab_table.cols
+    reqs = m.alive_slots()
+    reqs = reqs[C["req_volume"][reqs] > 0]
+    if reqs.size == 0:
+        return
+    ct, pol = m.cfg.contracting, m.cfg.policy
+    reqs = reqs[m.rng.permutation(reqs.size)]
+    clouds = m.clouds
+    vol = C["req_volume"][reqs]
+    term = C["req_term"][reqs]
+    uid = C["uid"][reqs]
+    ok = m.eligible(reqs)
+    n_ok = ok.sum(axis=1)
+    has = n_ok > 0
+    eff = np.array([c.effective_factor() for c in clouds])
+    online = np.array([c.online for c in clouds])
+    public = np.array([c.public for c in clouds])
+    floors = np.array([c.floor_price for c in clouds])
+    cap = pol.max_lab_share_of_cloud * online[None, :] - m.held_by_uid()[uid]
+    want = vol[:, None] / eff[None, :]
+    # Reservation prices (the cloud's) and outside options (the lab's), as in cloud_terms.
+    pdef = ec.default_probability(m.lab_coverage(reqs, vol * m.reserved_ref * term), ct.risk_k)
+    terms, t_idx = np.unique(term, return_inverse=True)
+    spot_path = np.array([ec.expected_price_path(m.spot_price_ewma, int(k), ct.forward_price_decline)
+                          for k in terms])[t_idx]
+    util = np.where(online > 0, m.committed[:, m.t] / np.where(online > 0, online, 1.0), 1.0)
+    sell_prob = np.clip(util, 0.3, 1.0)
+    cloud_min = (1 + pdef * ct.lgd)[:, None] * np.maximum(
+        floors[None, :] * ((1 - ct.forward_price_decline) ** (term / 24))[:, None],
+        spot_path[:, None] * sell_prob[None, :])
+    lab_alt = spot_path * (1 + ct.spot_risk_premium)
+    r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, m.lab_runway(reqs), ct.lab_impatience)
+    r_cloud = np.array([c.cost_of_capital / 12 for c in clouds])
+    beta = ec.rubinstein_weight(r_lab[:, None], r_cloud[None, :])
+    per_eff = cloud_min / eff[None, :]
+    done = ~has
+    unmet = np.zeros(len(clouds))
+    rows_r = np.arange(len(reqs))
+    for _ in range(len(clouds) + 1):
+        avail = available_by_term(m, terms)[t_idx]
+        qty = np.minimum(np.minimum(avail, cap), want)
+        cand = ok & (qty >= ct.min_deal_h100e) & ~done[:, None]
+        live = np.flatnonzero(cand.any(axis=1))
+        if live.size == 0:
+            break
+        pe = np.where(cand[live], per_eff[live], np.inf)
+        b = np.argmin(pe, axis=1)
+        pe[np.arange(live.size), b] = np.inf
+        second = pe.min(axis=1)
+        # Each cloud's capacity goes to its requests in priority order: what earlier requests took first.
+        q_want = qty[live, b]
+        ob = np.lexsort((live, b))
+        qs = q_want[ob]
+        cs = np.cumsum(qs)
+        first = np.r_[True, b[ob][1:] != b[ob][:-1]]
+        before = np.empty_like(cs)
+        before[ob] = cs - qs - np.maximum.accumulate(np.where(first, cs - qs, 0.0))
+        room = np.maximum(avail[live, b] - before, 0.0)
+        q = np.minimum(q_want, room)
+        served = q >= ct.min_deal_h100e
+        lab_max = np.where(np.isfinite(second), np.minimum(lab_alt[live], second * eff[b]), lab_alt[live])
+        price = np.where(public[b], floors[b], ec.nash_price(lab_max, cloud_min[live, b], beta[live, b]))
+        bad = served & ~np.isfinite(price)
+        good = served & np.isfinite(price)
+        i_bad = live[bad]
+        unmet += (ok[i_bad] / n_ok[i_bad, None] * vol[i_bad, None]).sum(axis=0)
+        i, bi, qi, pi = live[good], b[good], q[good], price[good]
+        m.sign_reserved(uid[i], bi, qi, term[i], pi, eff[bi])
+        m.reserved_volume += float(qi.sum())
+        m.reserved_value += float(qi @ pi)
+        short = vol[i] - qi * eff[bi]
+        s_ = short > ct.min_deal_h100e
+        unmet += (ok[i[s_]] / n_ok[i[s_], None] * short[s_, None]).sum(axis=0)
+        done[live[served]] = True
+    left = rows_r[~done]
+    unmet += (ok[left] / np.maximum(n_ok[left], 1)[:, None] * vol[left, None]).sum(axis=0)
+    for c, u in zip(clouds, unmet, strict=True):
+        c.unmet_month += float(u)
+    if m.reserved_volume > 0:
+        p = m.reserved_value / m.reserved_volume
+        m.reserved_price_month = p
+        m.reserved_ref = 0.7 * m.reserved_ref + 0.3 * p

@@ -1,0 +1,202 @@
+"""Entry, exit and the entry barrier (ODD S9), in phase 10.
+
+Insolvent labs, and idle labs whose cash fell below the wind-down level with nothing owed, exit: their
+clouds recover take-or-pay claims pro rata, their contracts default and free capacity, and their know-how
+diffuses (:func:`exit_many`). The entry barrier is the capital a representative entrant needs to reach a
+viable capability within its planning horizon (:func:`entry_barrier`); Poisson entrants arrive, each
+drawing seed capital and efficiency, and enter when their seed reaches the barrier (:func:`_entrants`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import economics as ec
+from ..agents import Lab
+
+
+def _trend(series, window: int) -> float:
+    """Least-squares slope per month of the last ``window`` values (0 with fewer than 2), never negative."""
+    y = np.asarray(series[-window:], dtype=float)
+    if y.size < 2:
+        return 0.0
+    x = np.arange(y.size, dtype=float)
+    return max(float(np.polyfit(x, y, 1)[0]), 0.0)
+
+
+def exit_and_enter(m) -> None:
+    """Insolvent labs exit (contracts default, know-how diffuses); entrants arrive and test entry (S9)."""
+    tr = m.cfg.training
+    C = m.lab_table.cols
+    s = m.alive_slots()
+    idle = (C["compute"][s] <= 0) & (C["revenue"][s] <= 0) & (C["other_funding"][s] <= 0)
+    broke = idle & (m.lab_cash(s) < tr.wind_down_cash_usd) & (m.obligations_by_uid()[C["uid"][s]] <= 0)
+    out = np.flatnonzero(C["insolvent"][s] | broke)
+    exit_many(m, [(m.labs[i], "default" if C["insolvent"][i] else "wind_down") for i in s[out].tolist()])
+    m.entry_barrier = entry_barrier(m)
+    _entrants(m)
+
+
+def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
+    """Labs exit in the given order: take-or-pay claims on their contracts' remaining value are paid pro
+    rata from the cash left, the contracts default and free the clouds' capacity, clouds write off their
+    stakes, and each exit's know-how diffuses to the labs still alive that are behind it."""
+    if not leaving:
+        return
+    before = m.alive_slots()
+    uid = np.array([lab.unique_id for lab, _ in leaving], dtype=np.int64)
+    rows = m.book.active_capacity_rows()
+    rows = rows[np.isin(m.book.cols["buyer"][rows], uid)]
+    if rows.size:
+        buyers = m.book.cols["buyer"][rows]
+        claims = m.book.remaining_value(m.t + 1, rows) * m.book.cols["take_or_pay"][rows]
+        total = np.bincount(buyers, weights=claims, minlength=m.uid_cap)
+        cash = np.zeros(m.uid_cap)
+        cash[uid] = m.ledger.balance[[lab.account for lab, _ in leaving]]
+        share = np.where((total > 0) & (cash > 0), np.minimum(1.0, cash / np.where(total > 0, total, 1.0)), 0.0)
+        pay = share[buyers] > 0
+        acct = np.zeros(m.uid_cap, dtype=np.int64)
+        acct[uid] = [lab.account for lab, _ in leaving]
+        cloud_acct = np.array([c.account for c in m.clouds])
+        m.ledger.transfer_many(acct[buyers[pay]], cloud_acct[m.seller_idx(rows[pay])],
+                                  claims[pay] * share[buyers[pay]], "default_recovery")
+        m.release(rows, "defaulted")
+    for lab, _ in leaving:
+        lab.alive = False
+        lab.exit_month = m.t
+        lab.exit_t = m.t
+        m.exits += 1
+        for c in m.clouds:
+            c.equity_stakes.pop(lab.unique_id, None)
+    m.labs_version += 1
+    # Know-how diffuses, exit by exit, to the labs still alive that are behind the one leaving.
+    ed = m.cfg.efficiency.exit_diffusion
+    log_eff = m.lab_table.cols["log_eff"][before]
+    changed = np.zeros(before.size, dtype=bool)
+    alive_now = np.ones(before.size, dtype=bool)
+    for lab, _ in leaving:
+        j = int(np.searchsorted(before, lab.slot))
+        alive_now[j] = False
+        behind = alive_now & (log_eff < log_eff[j])
+        if behind.any():
+            log_eff[behind] += ed * (log_eff[j] - log_eff[behind]) / max(int(alive_now.sum()), 1)
+            changed |= behind
+    m.lab_table.cols["log_eff"][before[changed]] = log_eff[changed]
+    for lab, why in leaving:
+        m.log_event("exit", lab.name, why, lab.cash)
+
+
+def projected_frontier(m, horizon: int) -> float:
+    """Frontier capability extrapolated ``horizon`` months along its least-squares trend (last 36 months)."""
+    alive = m.alive_slots()
+    q_now = float(m.lab_table.cols["capability"][alive].max()) if alive.size else 0.0
+    return q_now + _trend(m.q_front_hist, 36) * horizon
+
+
+def entry_terms(m) -> dict:
+    """What an entrant faces this month, the same for every entrant (cached per month and lab set)."""
+    key = (m.t, m.labs_version)
+    if m.entry_cache is not None and m.entry_cache[0] == key:
+        return m.entry_cache[1]
+    ct, en = m.cfg.contracting, m.cfg.entry
+    term = min(ct.terms_months)
+    market = [c for c in m.clouds if not c.public and not c.restricted]
+    r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, m.cfg.capital.target_runway_months,
+                                       ct.lab_impatience))
+    alive = m.alive_slots()
+    log_front = float(m.lab_table.cols["log_eff"][alive].max()) if alive.size else 0.0
+    ctx = {
+        "floor": float(np.median([c.floor_price for c in market])) * (1 - ct.forward_price_decline) ** (term / 24),
+        "spot_path": ec.expected_price_path(m.spot_price_ewma, term, ct.forward_price_decline),
+        "beta": float(ec.rubinstein_weight(r_lab, float(np.median([c.cost_of_capital for c in market])) / 12)),
+        # A public provider with spare capacity rents to the entrants it would take at its floor.
+        "public": [(c.floor_price, c.eligible_capital_max) for c in m.clouds
+                   if c.public and m.available(c, m.t, term) > 0],
+        "target": projected_frontier(m, en.planning_horizon_months) - en.viable_gap,
+        "eff_front_then": math.exp(log_front) * math.exp(_frontier_eff_slope(m) * en.planning_horizon_months),
+    }
+    m.entry_cache = (key, ctx)
+    return ctx
+
+
+def entrant_price(m, cash, obligation):
+    """Price per H100e-month an entrant with ``cash`` would bargain for a deal worth ``obligation``.
+
+    Median cloud terms; the entrant's default risk comes from its coverage cash / obligation and its
+    patience from a full target runway; its outside option is the expected spot price. Works
+    elementwise on arrays.
+    """
+    ct = m.cfg.contracting
+    x = entry_terms(m)
+    cash = np.asarray(cash, dtype=float)
+    pdef = ec.default_probability(cash / np.maximum(obligation, 1.0), ct.risk_k)
+    cmin = (1 + pdef * ct.lgd) * max(x["floor"], x["spot_path"] * 0.3)
+    alt = x["spot_path"] * (1 + ct.spot_risk_premium)
+    p = ec.nash_price(alt, cmin, x["beta"])
+    p = np.where(np.isfinite(p), p, np.maximum(cmin, alt))
+    for floor, max_capital in x["public"]:
+        p = np.where(cash <= max_capital, np.minimum(p, floor), p)
+    return float(p) if p.ndim == 0 else p
+
+
+def entry_barrier(m, efficiency_fraction=None, cash=None):
+    """Capital a representative entrant needs to reach a viable capability in its horizon (S9).
+
+    With arrays of efficiency fractions and cash, the capital each such entrant needs."""
+    en = m.cfg.entry
+    frac = efficiency_fraction if efficiency_fraction is not None else \
+        0.5 * (en.efficiency_fraction_lo + en.efficiency_fraction_hi)
+    cash = en.seed_capital_median_usd if cash is None else cash
+    x = entry_terms(m)
+    eff_then = x["eff_front_then"] * np.asarray(frac, dtype=float)
+    compute_share = 1 - m.cfg.efficiency.rd_share_init
+    frs = m.cfg.training.final_run_share
+    # Two passes: the price depends on the entrant's coverage of the compute bill it implies.
+    need = 0.0
+    for _ in range(2):
+        price = entrant_price(m, cash, need * compute_share)
+        need = ec.capital_to_reach(x["target"], eff_then, m.g_coef, m.gamma, m.flop_per_unit, price,
+                                   compute_share) / frs
+    return need
+
+
+def _frontier_eff_slope(m) -> float:
+    return _trend([h[1] for h in m.frontier_hist], 36)
+
+
+def _entrants(m) -> None:
+    en = m.cfg.entry
+    n = int(m.rng.poisson(en.rate_per_month * m.sentiment))
+    if n == 0:
+        return
+    seeds = np.empty(n)
+    fracs = np.empty(n)
+    for k in range(n):
+        seeds[k] = m.rng.lognormal(math.log(en.seed_capital_median_usd), en.seed_capital_sigma)
+        fracs[k] = m.rng.uniform(en.efficiency_fraction_lo, en.efficiency_fraction_hi)
+    need = np.asarray(entry_barrier(m, fracs, seeds))
+    go = np.flatnonzero(need <= seeds * en.reach_multiple)
+    if go.size == 0:
+        return
+    alive = m.alive_slots()
+    C = m.lab_table.cols
+    log_front = float(C["log_eff"][alive].max()) if alive.size else 0.0
+    q_front = float(C["capability"][alive].max()) if alive.size else 0.0
+    # Starts from an open model well behind the frontier.
+    eff_flop = float(ec.effective_flop_for_capability(q_front - 2 * en.viable_gap, m.g_coef, m.gamma))
+    for k in go.tolist():
+        seed, frac = float(seeds[k]), float(fracs[k])
+        if m.ledger.of("investor_pool") < seed:
+            continue
+        eff = math.exp(log_front) * frac
+        lab = Lab(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", "small", efficiency=eff,
+                  last_run_flop=eff_flop / eff)
+        m.ledger.transfer("investor_pool", lab, seed, "seed_round")
+        lab.capital_raised = seed
+        lab.dilute("investors", 1.0)
+        m.add_lab(lab)
+        lab.start_spending()
+        m.entries += 1
+        m.log_event("entry", lab.name, f"efficiency {frac:.2f} of frontier", seed)

@@ -1,0 +1,137 @@
+"""Production, revenue and settlement (ODD S1-S3, S5 costs, S9 defaults), in phase 9.
+
+Clouds deliver contracted capacity (rationed when short); labs serve end users in the product market
+(a logit over capability and price with an outside option, S3) and train with the rest; they pay their
+contracts (paying pro rata and defaulting when they cannot), spend on R&D, grow their algorithmic efficiency
+(S2) and finish training runs (S1); clouds pay their running costs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import economics as ec
+from ..agents import CloudProvider, Lab
+
+
+def settle(m) -> None:
+    """Serve and train, product-market revenue, contract payments, R&D, cloud costs, defaults."""
+    cfg = m.cfg
+    led = m.ledger
+    labs = m.alive_labs()
+    t = m.t
+    rows = m.book.active_capacity_rows()
+    # Contracts that have run their course complete.
+    done = rows[m.book.cols["end"][rows] <= t]
+    m.book.close(done, "completed", t)
+    rows = rows[m.book.cols["end"][rows] > t]
+    ratio = m.delivery_ratio()
+    if rows.size:
+        vol = m.book.volume_at(t, rows) * ratio[m.seller_idx(rows)]
+    else:
+        vol = np.zeros(0)
+    m.delivered_by_cloud = np.zeros(len(m.clouds))
+    if rows.size:
+        np.add.at(m.delivered_by_cloud, m.seller_idx(rows), vol)
+    for c, d in zip(m.clouds, m.delivered_by_cloud, strict=True):
+        c.delivered = float(d) + c.spot_sold
+    pay = vol * m.book.cols["price"][rows] * m.book.cols["take_or_pay"][rows]
+    C = m.lab_table.cols
+    slots = m.alive_slots()
+    uid = C["uid"][slots]
+    n = len(labs)
+    k_res = m.by_buyer(rows, vol * m.book.cols["eff_factor"][rows])[uid]
+    owed = m.by_buyer(rows, pay)[uid]
+    k_spot = np.where(C["spot_bought"][slots] > 0, C["spot_eff"][slots], 0.0)
+    spot_paid = C["spot_paid"][slots]
+    k = k_res + k_spot
+    unit = np.where(k > 0, (owed + spot_paid) / np.maximum(k, 1e-12), m.reserved_ref)
+    # Product market (S3): logit over capability and price with an outside option.
+    d = cfg.demand
+    q = C["capability"][slots]
+    e = np.exp(C["log_eff"][slots]) if d.markup and cfg.efficiency.inference_gain else np.ones(n)
+    p0 = m.p0
+    price = d.markup * unit / (p0 * d.markup) / e
+    q_front = q.max() if n else 0.0
+    shares, outside = ec.logit_shares(q - q_front, np.log(np.maximum(price, 1e-12)), d.theta, d.eta,
+                                      d.outside_utility)
+    potential = m.env.demand * shares
+    need = potential / (d.markup * np.maximum(unit, 1e-9))
+    inf = np.minimum(k, need)
+    rev = np.where(need > 0, potential * inf / np.maximum(need, 1e-12), 0.0)
+    train = k - inf
+    tot_k = k.sum()
+    if tot_k > 0:
+        m.train_fraction_est = 0.9 * m.train_fraction_est + 0.1 * float(train.sum() / tot_k)
+    m.demand_served = float(rev.sum())
+    accounts = C["acct"][slots]
+    led.transfer_many(np.full(n, led.index["end_users"]), accounts, rev, "lab_revenue")
+    led.transfer_many(np.full(n, led.index["parent_companies"]), accounts, C["other_funding"][slots],
+                      "parent_funding")
+    # Payments: contract obligations first, R&D with what is left.
+    frs = cfg.training.final_run_share
+    paid = owed + spot_paid
+    C["revenue"][slots] = rev
+    C["revenue_ewma"][slots] = 0.7 * C["revenue_ewma"][slots] + 0.3 * rev
+    C["compute"][slots] = k
+    C["compute_paid"][slots] = paid
+    C["compute_train"][slots] = train
+    C["unit_price"][slots] = unit
+    C["potential_revenue"][slots] = potential
+    C["market_share"][slots] = shares
+    C["run_flop"][slots] += frs * train * m.flop_per_unit
+    C["run_cost"][slots] += frs * train * unit
+    m.lab_table.push_revenue(slots, rev)
+    _pay_contracts(m, labs, rows, pay)
+    cash = np.maximum(led.balance[accounts], 0.0)
+    solvent = C["alive"][slots] & ~C["insolvent"][slots]
+    rd = np.where(solvent, np.minimum(C["rd_share"][slots] * C["spend_rate"][slots], cash), 0.0)
+    led.transfer_many(accounts, np.full(n, led.index["rd_staff"]), rd, "rd_spend")
+    C["rd_spend"][slots] = rd
+    C["spent_last"][slots] = np.where(solvent, rd + paid, C["spent_last"][slots])
+    # Efficiency and training runs.
+    grow = slots[~C["insolvent"][slots]]
+    if grow.size:
+        ef = cfg.efficiency
+        log_eff = C["log_eff"][grow]
+        log_front = log_eff.max()
+        log_eff = log_eff + ec.efficiency_growth(C["rd_spend"][grow], m.env.rd_half, ef.g_max)
+        C["log_eff"][grow] = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
+        due = grow[(t - C["run_start"][grow] + 1 >= cfg.training.run_months) & (C["run_flop"][grow] > 0)]
+        Lab.finish_runs(m, due)
+    # Cloud revenue and costs.
+    for c in m.clouds:
+        c.revenue = 0.0
+    m.cloud_revenue_month = led.flows.get("reserved_payment", 0.0) + led.flows.get("spot", 0.0) + \
+        led.flows.get("spot_background", 0.0)
+    m.agents_by_type[CloudProvider].do("settle_costs")
+
+
+def _pay_contracts(m, labs, rows, pay) -> None:
+    """Labs pay this month's contract obligations; one that cannot pays pro rata and defaults."""
+    if rows.size == 0:
+        return
+    led = m.ledger
+    buyers = m.book.cols["buyer"][rows]
+    total = np.bincount(buyers, weights=pay, minlength=m.uid_cap)
+    cash = np.zeros(m.uid_cap)
+    slots = m.lab_rows(labs)
+    uid = m.lab_table.cols["uid"][slots]
+    cash[uid] = m.lab_cash(slots)
+    frac = np.where(cash >= total, 1.0, np.maximum(cash, 0.0) / np.where(total > 0, total, 1.0))
+    mine = np.zeros(m.uid_cap, dtype=bool)
+    mine[uid] = True
+    sel = mine[buyers] & (pay > 0)
+    amounts = pay[sel] * frac[buyers[sel]]
+    acct = np.zeros(m.uid_cap, dtype=np.int64)
+    acct[uid] = m.lab_table.cols["acct"][slots]
+    cloud_acct = np.array([c.account for c in m.clouds])
+    led.transfer_many(acct[buyers[sel]], cloud_acct[m.seller_idx(rows[sel])], amounts, "reserved_payment")
+    short = uid[(frac[uid] < 1.0) & (total[uid] > 0)]
+    if short.size:
+        by_uid = {lab.unique_id: lab for lab in labs}
+        got = np.bincount(buyers[sel], weights=amounts, minlength=m.uid_cap)
+        for u in short.tolist():
+            lab = by_uid[u]
+            lab.insolvent = True
+            m.log_event("default", lab.name, "could not pay reserved contracts", float(total[u] - got[u]))

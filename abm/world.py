@@ -1,0 +1,447 @@
+"""The world state: everything the markets read and write, and the queries they share.
+
+A :class:`World` holds the lab table (the numeric state of every lab, :class:`abm.labtable.LabTable`), the labs, clouds
+and chip vendors, the contract book and the committed capacity of every cloud by month, the cash ledger, the
+environment's exogenous paths (:class:`Environment`), the market prices and signals every agent sees, and
+the running frontier records. The markets in :mod:`abm.markets` are functions of a world: they read it
+through the queries below (alive labs, cash, obligations, holdings, coverage, runway, eligibility, capacity
+still free) and change it through its writers (opening accounts, adding labs, signing and releasing
+contracts, logging events and training runs). :class:`abm.model.ComputeMarket` is a world that is built
+from a scenario and stepped month by month.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+
+import mesa
+import numpy as np
+
+from . import economics as ec
+from .labtable import LabTable
+from .ledger import ContractBook, Ledger
+from .scenario import Scenario
+from .timeline import month_label
+
+if TYPE_CHECKING:
+    from .agents import ChipVendor, CloudProvider, Lab
+
+HEADROOM_MONTHS = 400  # months of committed capacity kept beyond the horizon (contracts signed near the end)
+
+
+class Environment:
+    """Model-level paths driven by the scenario: demand, foundry capacity, energy, capital, policy.
+
+    Paths advance one month at a time with the growth rates in force that month, so that an event that
+    changes a rate (``set demand.growth_annual``) bends the path from then on without a jump, and shocks
+    (``demand_shock``, ``foundry_shock``, ``capital_shock``) act on levels.
+    """
+
+    def __init__(self, cfg: Scenario):
+        self.cfg = cfg
+        self.t = 0
+        self.demand = cfg.demand.initial_usd_month
+        self.foundry_base = cfg.chips.foundry_capacity_h100e_month
+        self.inflow_base = cfg.capital.inflow_usd_month
+        self.background = cfg.background.volume_h100e
+        self.background_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
+        self.rd_half = cfg.efficiency.rd_half_usd
+        self.eco_gap = 1.0 - cfg.chips.ecosystem_factor
+        self.foundry_cut = 0.0
+        self.foundry_cut_until = -1
+        self.inflow_factor = 1.0
+        self.inflow_factor_until = -1
+        self.demand_hist = [self.demand]
+        self.update(0, sentiment=1.0)
+
+    @staticmethod
+    def _rate(growth_annual: float, halflife_years: float | None, month: int) -> float:
+        """Monthly log growth in ``month``: ln(g)/12, halving every half-life when one is given."""
+        r = math.log(growth_annual) / 12.0
+        return r * 2.0 ** (-month / 12.0 / halflife_years) if halflife_years else r
+
+    def _advance(self) -> None:
+        c, k = self.cfg, self.t
+        self.demand *= math.exp(self._rate(c.demand.growth_annual, c.demand.growth_halflife_years, k))
+        self.foundry_base *= math.exp(self._rate(c.chips.foundry_growth_annual,
+                                                 c.chips.foundry_growth_halflife_years, k))
+        self.inflow_base *= math.exp(self._rate(c.capital.inflow_growth_annual,
+                                                c.capital.inflow_growth_halflife_years, k))
+        self.background *= c.background.growth_annual ** (1 / 12)
+        self.background_price *= (1 - c.background.price_decline_annual) ** (1 / 12)
+        self.rd_half *= c.efficiency.rd_cost_growth_annual ** (1 / 12)
+        self.eco_gap *= 0.5 ** (1 / c.chips.ecosystem_maturity_months)
+        self.t += 1
+        self.demand_hist.append(self.demand)
+
+    def update(self, t: int, sentiment: float) -> None:
+        """Advance the paths to month ``t`` and recompute this month's values."""
+        while self.t < t:
+            self._advance()
+        c = self.cfg
+        if self.foundry_cut_until >= 0 and t >= self.foundry_cut_until:
+            self.foundry_cut = 0.0
+        self.foundry_cut_now = self.foundry_cut
+        self.foundry_capacity = self.foundry_base * (1.0 - self.foundry_cut_now)
+        if self.inflow_factor_until >= 0 and t >= self.inflow_factor_until:
+            self.inflow_factor = 1.0
+            self.inflow_factor_until = -1
+        self.inflow = self.inflow_base * self.inflow_factor * sentiment
+        self.energy_price = c.cloud_params.energy_price_usd_kwh
+        self.ecosystem_factor = 1.0 - self.eco_gap
+
+    def demand_growth_12m(self) -> float:
+        """Growth of end-user demand over the last 12 months (the investors' benchmark for sector growth)."""
+        h = self.demand_hist
+        return h[-1] / h[-13] if len(h) > 12 else 1.0
+
+
+class World(mesa.Model):
+    """The shared state of the compute market and the queries and writers every market uses.
+
+    ``cfg`` is a validated :class:`Scenario`; ``rng`` seeds Mesa's random streams. The world starts empty
+    (no agents); :class:`abm.model.ComputeMarket` builds the agents into it.
+    """
+
+    def __init__(self, cfg: Scenario, rng=None):
+        super().__init__(rng=rng)
+        self.cfg = cfg
+        self.t = 0
+        self.refresh_constants()
+        self.ledger = Ledger()
+        self.book = ContractBook()
+        self.lab_table = LabTable()
+        self.labs: list[Lab] = []
+        self.clouds: list[CloudProvider] = []
+        self.vendors: list[ChipVendor] = []
+        # Committed capacity of each cloud (row = cloud index) by month, beyond the horizon too.
+        self.committed = np.zeros((0, cfg.run.months + HEADROOM_MONTHS))
+        self._network_key = None
+        self._book_cache: dict = {}
+        self.labs_version = 0  # bumped whenever a lab enters or exits
+        self._alive_key = -1
+        self.uid_cap = 1  # one more than the largest lab unique_id (length of per-uid arrays)
+        self._cloud_pos_n = -1
+        self._p0 = None
+        self.entry_cache = None  # (key, terms) of the entry market this month (see markets.entry.entry_terms)
+        self._label_t = -1
+        self.events_log: list[dict] = []
+        self.env = Environment(cfg)
+        # Prices and signals every agent sees.
+        self.spot_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
+        self.spot_price_ewma = self.spot_price
+        self.reserved_price_month = float("nan")
+        self.reserved_ref = self.spot_price * 0.8
+        self.train_fraction_est = 0.6
+        self.sentiment = 1.0
+        # This month's counters and flows (reset at the start of each step).
+        self.entries = 0
+        self.exits = 0
+        self.reserved_volume = 0.0
+        self.reserved_value = 0.0
+        self.capex_month = 0.0
+        self.chip_spend_month = 0.0
+        self.chip_units_month = 0.0
+        # Histories and records.
+        self.runs_log: list[dict] = []
+        self._recent_runs: deque = deque()
+        self.frontier_hist: list[tuple[float, float]] = []  # (ln best physical run, ln frontier efficiency)
+        self.q_front_hist: list[float] = []
+        self.sector_revenue_hist: list[float] = []
+        self.shipments_hist: list[np.ndarray] = []
+        self.rows: list[dict] = []
+        self.agent_frames: list[tuple] = []
+        # Set by the phases every month before they are read (see the markets).
+        self.entry_barrier = float("nan")
+        self.inflow_month = 0.0
+        self.cloud_revenue_month = 0.0
+        self.spot_volume = 0.0
+        self.demand_served = 0.0
+
+    # ------------------------------------------------------------------ constants, accounts, agents, events
+    def refresh_constants(self) -> None:
+        """Derived constants of the scaling law (recomputed when an event changes scaling.*)."""
+        s = self.cfg.scaling
+        self.gamma = self.cfg.gamma
+        self.g_coef = ec.scaling_coefficient(s.A, s.B, s.alpha, s.beta)
+        self.flop_per_unit = ec.flop_per_h100e_month(s.mfu)
+
+    def endow(self, agent, amount: float) -> None:
+        if amount > 0:
+            self.ledger.transfer("endowment", agent, amount, "endowment")
+
+    def add_lab(self, lab: Lab) -> None:
+        assert lab.slot == len(self.labs)
+        self.labs.append(lab)
+        self.labs_version += 1
+        self.uid_cap = max(self.uid_cap, lab.unique_id + 1)
+
+    def log_event(self, kind: str, who: str, detail: str = "", value: float = 0.0) -> None:
+        """Append to the events ledger (events, entries, exits, defaults)."""
+        if self._label_t != self.t:
+            self._label, self._label_t = month_label(self.cfg.run.start, self.t), self.t
+        self.events_log.append({"month": self._label, "step": self.t, "event": kind,
+                                "agent": who, "detail": detail, "value_usd": value})
+
+    # ------------------------------------------------------------------ who may trade with whom
+    def may_buy(self, cloud: CloudProvider, vendor: ChipVendor) -> bool:
+        """Whether a cloud may buy from a vendor: captive vendors sell only to their owner, and a cloud under
+        export controls buys only merchant chips (of the previous generation, see ChipVendor.terms_for)."""
+        if not vendor.alive:
+            return False
+        if vendor.kind == "captive":
+            return vendor.owner is cloud
+        return True
+
+    def may_contract(self, lab: Lab, cloud: CloudProvider) -> bool:
+        """Whether a lab may rent from a cloud: exclusivity, export controls and public-compute eligibility."""
+        if lab.exclusive_with is not None and lab.exclusive_until > self.t and cloud.unique_id != lab.exclusive_with:
+            return False
+        if lab.restricted and not cloud.restricted:
+            return False
+        return not cloud.public or lab.capital_raised <= cloud.eligible_capital_max
+
+    def reference_price(self) -> float:
+        """Reference reserved price per H100e-month (mean of recent signed prices)."""
+        return self.reserved_ref
+
+    # ------------------------------------------------------------------ labs alive, and per-lab queries on the contract book
+    def alive_slots(self) -> np.ndarray:
+        """Rows in the lab table (= positions in ``self.labs``) of the labs alive now, in creation order."""
+        if self._alive_key != self.labs_version:
+            tab = self.lab_table
+            self._alive_slots = np.flatnonzero(tab.cols["alive"][: tab.n])
+            self._alive = [self.labs[i] for i in self._alive_slots.tolist()]
+            self._alive_key = self.labs_version
+        return self._alive_slots
+
+    def alive_labs(self) -> list[Lab]:
+        """Labs alive now, in creation order (cached until a lab enters or exits)."""
+        self.alive_slots()
+        return self._alive
+
+    def month_slots(self) -> np.ndarray:
+        """Lab-table rows of the labs active this month: alive, or exited this month (they still traded)."""
+        C, n = self.lab_table.cols, self.lab_table.n
+        return np.flatnonzero(C["alive"][:n] | (C["exit_t"][:n] == self.t))
+
+    def by_buyer(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Sum ``values`` of contract ``rows`` per buyer, as an array indexed by the buyer's unique_id."""
+        return np.bincount(self.book.cols["buyer"][rows], weights=values, minlength=self.uid_cap)
+
+    def _cached(self, name: str, compute):
+        """A per-lab array derived from the contract book, recomputed when the month or the book changes."""
+        key = (self.t, self.book.version, self.uid_cap)
+        hit = self._book_cache.get(name)
+        if hit is None or hit[0] != key:
+            hit = (key, compute())
+            self._book_cache[name] = hit
+        return hit[1]
+
+    def obligations_by_uid(self) -> np.ndarray:
+        """Money each lab still owes on its active contracts, indexed by unique_id."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            return self.by_buyer(rows, self.book.remaining_value(self.t, rows))
+        return self._cached("obligations", compute)
+
+    def contracted_next_by_uid(self) -> np.ndarray:
+        """Effective H100e each lab holds under contract both this month and the next, by unique_id."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            now = self.book.volume_at(self.t, rows)
+            nxt = self.book.volume_at(self.t + 1, rows)
+            return self.by_buyer(rows, np.minimum(now, nxt) * self.book.cols["eff_factor"][rows])
+        return self._cached("contracted_next", compute)
+
+    def held_by_uid(self) -> np.ndarray:
+        """Nominal H100e each lab holds this month at each cloud: array (unique_id, cloud index)."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            out = np.zeros((self.uid_cap, len(self.clouds)))
+            np.add.at(out, (self.book.cols["buyer"][rows], self.seller_idx(rows)), self.book.volume_at(self.t, rows))
+            return out
+        return self._cached("held", compute)
+
+    # ------------------------------------------------------------------ labs' finances
+    def lab_rows(self, labs) -> np.ndarray:
+        """Lab-table rows of a list of labs (or the rows themselves when given an array)."""
+        if isinstance(labs, np.ndarray):
+            return labs
+        return np.array([lab.slot for lab in labs], dtype=np.int64)
+
+    def lab_cash(self, labs) -> np.ndarray:
+        """Cash of each lab (a list of labs or an array of lab-table rows), from the ledger."""
+        return self.ledger.balance[self.lab_table.cols["acct"][self.lab_rows(labs)]]
+
+    def lab_coverage(self, labs, extra=0.0) -> np.ndarray:
+        """Lab.coverage for many labs at once: (cash + a year of income) / (obligations + ``extra``)."""
+        C, slots = self.lab_table.cols, self.lab_rows(labs)
+        cover = np.maximum(self.lab_cash(slots), 0.0) + 12 * (C["revenue_ewma"][slots] + C["other_funding"][slots])
+        owed = self.obligations_by_uid()[C["uid"][slots]] + extra
+        return np.where(owed > 0, cover / np.where(owed > 0, owed, 1.0), 1e6)
+
+    def lab_runway(self, labs) -> np.ndarray:
+        """Lab.runway for many labs at once: months the cash lasts at the planned net burn (capped at 240)."""
+        C, slots = self.lab_table.cols, self.lab_rows(labs)
+        burn = C["spend_rate"][slots] - C["revenue_ewma"][slots] - C["other_funding"][slots]
+        cash = np.maximum(self.lab_cash(slots), 0.0)
+        return np.where(burn <= 0, 240.0, np.minimum(240.0, cash / np.where(burn > 0, burn, 1.0)))
+
+    def lab_obligations(self, lab: Lab) -> float:
+        """Money a lab still owes on its active contracts."""
+        return float(self.obligations_by_uid()[lab.unique_id])
+
+    def lab_compute_reserved(self, labs) -> np.ndarray:
+        """Effective H100e each lab receives this month under reserved contracts (rationed if short)."""
+        slots = self.lab_rows(labs)
+        rows = self.book.active_capacity_rows()
+        if rows.size == 0 or slots.size == 0:
+            return np.zeros(slots.size)
+        vol = self.book.volume_at(self.t, rows) * self.delivery_ratio()[self.seller_idx(rows)]
+        per_uid = self.by_buyer(rows, vol * self.book.cols["eff_factor"][rows])
+        return per_uid[self.lab_table.cols["uid"][slots]]
+
+    # ------------------------------------------------------------------ clouds' capacity
+    def seller_idx(self, rows) -> np.ndarray:
+        """Cloud index (position in ``self.clouds``) of the seller of each contract row."""
+        if self._cloud_pos_n != len(self.clouds):
+            pos = np.full(max(c.unique_id for c in self.clouds) + 1, -1, dtype=np.int64)
+            for c in self.clouds:
+                pos[c.unique_id] = c.idx
+            self._cloud_pos, self._cloud_pos_n = pos, len(self.clouds)
+        return self._cloud_pos[self.book.cols["seller"][rows]]
+
+    def delivery_ratio(self) -> np.ndarray:
+        """Per cloud: share of committed volume it can deliver this month (1 unless short of capacity)."""
+        com = self.committed[:, self.t]
+        online = np.array([c.online for c in self.clouds])
+        return np.where(com > online, online / np.maximum(com, 1e-12), 1.0)
+
+    def eligible(self, labs) -> np.ndarray:
+        """may_contract for every (lab, cloud) pair: a boolean array (labs, clouds)."""
+        C, slots = self.lab_table.cols, self.lab_rows(labs)
+        uid = np.array([c.unique_id for c in self.clouds])
+        c_restricted = np.array([c.restricted for c in self.clouds])
+        c_public = np.array([c.public for c in self.clouds])
+        c_max = np.array([c.eligible_capital_max for c in self.clouds])
+        excl = np.where((C["excl_with"][slots] >= 0) & (C["excl_until"][slots] > self.t), C["excl_with"][slots], -1)
+        restricted = C["restricted"][slots]
+        raised = C["capital_raised"][slots]
+        ok = (excl[:, None] < 0) | (excl[:, None] == uid[None, :])
+        ok &= ~restricted[:, None] | c_restricted[None, :]
+        ok &= ~c_public[None, :] | (raised[:, None] <= c_max[None, :])
+        return ok
+
+    def available(self, cloud: CloudProvider, start: int, term: int) -> float:
+        """Capacity a cloud can still commit over [start, start+term): online less the peak committed."""
+        w = self.committed[cloud.idx, start: start + term]
+        return max(cloud.online - (float(w.max()) if w.size else 0.0), 0.0)
+
+    # ------------------------------------------------------------------ contracts: signing and releasing capacity
+    def sign(self, lab: Lab, cloud: CloudProvider, kind: str, volume: float, start: int, term: int,
+             price: float, *, ramp: int = 0, exclusive: bool = False, equity_share: float = 0.0,
+             investment: float = 0.0, eff_factor: float | None = None) -> int:
+        """Record a reserved or equity-for-compute contract and commit the cloud's capacity."""
+        eff = cloud.effective_factor() if eff_factor is None else eff_factor
+        row = self.book.add(buyer=lab.unique_id, seller=cloud.unique_id, kind=kind, volume=volume, start=start,
+                            end=start + term, price=price, signed=self.t, ramp=ramp, exclusive=exclusive,
+                            equity_share=equity_share, investment=investment, eff_factor=eff)
+        horizon = self.committed.shape[1]
+        self.committed[cloud.idx] += self.book.profile(row, horizon)
+        if exclusive:
+            lab.exclusive_with = cloud.unique_id
+            lab.exclusive_until = start + term
+        return row
+
+    def sign_reserved(self, buyers: np.ndarray, cloud_idx: np.ndarray, volume: np.ndarray, term: np.ndarray,
+                      price: np.ndarray, eff: np.ndarray) -> None:
+        """Record many flat reserved contracts starting this month and commit the clouds' capacity."""
+        if volume.size == 0:
+            return
+        t = self.t
+        sellers = np.array([c.unique_id for c in self.clouds])[cloud_idx]
+        self.book.add_many(buyer=buyers, seller=sellers, kind=np.zeros(volume.size, dtype=int), volume=volume,
+                           start=np.full(volume.size, t), end=t + term, price=price, signed=np.full(volume.size, t),
+                           eff_factor=eff)
+        self.commit_capacity(cloud_idx, t, t + term, volume)
+
+    def commit_capacity(self, cloud_idx: np.ndarray, start: np.ndarray | int, end: np.ndarray, volume: np.ndarray) -> None:
+        """Add flat volumes over [start, end) to the clouds' committed capacity (a difference array)."""
+        start = np.broadcast_to(np.asarray(start), volume.shape)
+        lo, hi = int(start.min()), int(end.max())
+        diff = np.zeros((len(self.clouds), hi - lo + 1))
+        np.add.at(diff, (cloud_idx, start - lo), volume)
+        np.add.at(diff, (cloud_idx, end - lo), -volume)
+        self.committed[:, lo:hi] += np.cumsum(diff, axis=1)[:, : hi - lo]
+
+    def release(self, rows, status: str) -> None:
+        """Close contracts early (default or cancellation) and free the committed capacity after this month."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        horizon = self.committed.shape[1]
+        t = self.t
+        b = self.book.cols
+        idx = self.seller_idx(rows)
+        flat = (b["ramp"][rows] == 0) | (b["start"][rows] + b["ramp"][rows] <= t + 1)
+        f = rows[flat & (b["end"][rows] > t + 1)]
+        if f.size:
+            self.commit_capacity(self.seller_idx(f), t + 1, b["end"][f], -b["volume"][f])
+        for r, i in zip(rows[~flat], idx[~flat], strict=True):
+            prof = self.book.profile(int(r), horizon)
+            prof[: t + 1] = 0.0
+            self.committed[i] -= prof
+        self.book.close(rows, status, t)
+
+    # ------------------------------------------------------------------ training runs and the frontier
+    def record_run(self, lab: Lab, phys: float, eff: float, cost: float, q: float) -> None:
+        """Log a completed training run with the capability it reached."""
+        self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
+                              "cost_usd": cost, "capability": q})
+        # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
+        recent = self._recent_runs
+        while recent and recent[-1][1] < phys:
+            recent.pop()
+        recent.append((self.t, phys, cost))
+
+    def frontier_run_cost(self) -> float:
+        """Cost of the largest run (physical FLOP) completed in the last 12 months; 0 if none."""
+        recent = self._recent_runs
+        while recent and self.t - recent[0][0] >= 12:
+            recent.popleft()
+        return recent[0][2] if recent else 0.0
+
+    def latest(self, key: str):
+        """This run's last value of a timeseries column (0 before the first month)."""
+        return self.rows[-1][key] if self.rows else 0.0
+
+    @property
+    def p0(self) -> float:
+        """Compute price per H100e-month at which a lab of efficiency 1 charges the reference price 1."""
+        if self._p0 is None:  # fixed at the first month's reference reserved price
+            self._p0 = self.reserved_ref
+        return self._p0
+
+    def start_frontier_records(self) -> None:
+        """Frontier records at the start: best capability, best runs (physical and effective) and efficiency."""
+        self.q_front_hist.append(max(lab.capability for lab in self.labs) if self.labs else 0.0)
+        # Records so far over all labs that ever lived (updated monthly by update_frontier_records).
+        self.best_run_flop = max((lab.best_run_flop for lab in self.labs), default=1.0)
+        self.best_run_eff_flop = max((lab.best_run_eff_flop for lab in self.labs), default=1.0)
+        self.frontier_hist.append((math.log(self.best_run_flop), max((lab.log_eff for lab in self.labs), default=0.0)))
+
+    def update_frontier_records(self, month: np.ndarray) -> None:
+        """Append this month's frontier capability and (ln best run, ln frontier efficiency); ``month``: the
+        lab-table rows of the labs active this month (see month_slots)."""
+        C = self.lab_table.cols
+        alive = self.alive_slots()
+        q_front = float(C["capability"][alive].max()) if alive.size else 0.0
+        self.q_front_hist.append(q_front)
+        if month.size:
+            self.best_run_flop = max(self.best_run_flop, float(C["best_run_flop"][month].max()))
+            self.best_run_eff_flop = max(self.best_run_eff_flop, float(C["best_run_eff_flop"][month].max()))
+        log_e = float(C["log_eff"][alive].max()) if alive.size else 0.0
+        self.frontier_hist.append((math.log(self.best_run_flop), log_e))
