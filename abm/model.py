@@ -127,6 +127,7 @@ class ComputeMarket(World):
     def step(self) -> None:
         """One month: the eleven phases in a fixed order (docs/ODD.md)."""
         self.ledger.reset_flows()
+        self.entry_cache = None  # a query between steps (entry.entry_barrier) must not leak into this month
         self.entries = self.exits = 0
         self.reserved_volume = 0.0
         self.reserved_value = 0.0

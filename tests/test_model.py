@@ -402,3 +402,18 @@ def test_extreme_valid_parameters_run(overrides):
     violations = run_checked(m)
     assert m.t == m.cfg.run.months
     assert not violations, {k: v[:2] for k, v in violations.items()}
+
+
+def test_market_queries_between_steps_do_not_change_the_run():
+    """Asking the markets questions from Python (README) leaves the run as it would have been."""
+    from abm.markets import entry
+
+    plain, asked = ComputeMarket("baseline", rng=5), ComputeMarket("baseline", rng=5)
+    for _ in range(14):
+        plain.step()
+        asked.step()
+        lab = asked.alive_labs()[-1]
+        entry.entry_barrier(asked)
+        contracting.quote_price(asked, lab, asked.clouds[0], 36, 1e9)
+        asked.lab_obligations(lab)
+    assert repr(asked.rows) == repr(plain.rows)
