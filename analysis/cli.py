@@ -19,11 +19,7 @@ import time
 import tomllib
 from pathlib import Path
 
-EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A mistake in the command's arguments or inputs; reported in one line, exit status 2."""
+from .errors import EXIT_USAGE, UserError
 
 
 def _fmt(v) -> str:

@@ -19,6 +19,8 @@ import webbrowser
 from pathlib import Path
 from typing import IO
 
+from .errors import UserError
+
 APP = Path(__file__).with_name("dashboard.py")
 READY_TIMEOUT_S = 60.0
 
@@ -133,8 +135,6 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def main_dashboard(args) -> int:
     """``abm dashboard [--port N] [--host H] [--open]``: serve until Ctrl-C (or SIGTERM)."""
-    from .cli import UserError
-
     host = getattr(args, "host", None) or "127.0.0.1"
     port = int(getattr(args, "port", None) or 8765)
 
