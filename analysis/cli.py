@@ -110,8 +110,8 @@ def _remove_if_empty_run(folder: Path, plans) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from abm.scenario import ScenarioError
 
-    from .ensemble import EnsembleError, execute, prepare_ensemble, write_summary
-    from .executors import make_executor
+    from .experiments.ensemble import EnsembleError, execute, prepare_ensemble, write_summary
+    from .experiments.executors import make_executor
 
     try:
         plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
@@ -141,8 +141,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _reraise_run_failure(exc: BaseException, args: argparse.Namespace) -> None:
     """After an ensemble or comparison failed and was cleaned up: raise a user error one line long, if it is one."""
-    from .ensemble import EnsembleError
-    from .executors import ExecutorError
+    from .experiments.ensemble import EnsembleError
+    from .experiments.executors import ExecutorError
     from .runio import OutputError
 
     if isinstance(exc, EnsembleError | ExecutorError | OutputError):
@@ -172,9 +172,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from abm.scenario import ScenarioError, load_scenario
 
-    from . import compare as cmp
-    from .ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
-    from .executors import make_executor
+    from .experiments import compare as cmp
+    from .experiments.ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
+    from .experiments.executors import make_executor
     from .runio import stage_dir
 
     if len(args.scenarios) < 2:
@@ -398,7 +398,7 @@ def _pos_float(text: str) -> float:
 
 
 def _horizons(text: str) -> list[int]:
-    from .compare import parse_horizons
+    from .experiments.compare import parse_horizons
 
     try:
         return parse_horizons(text)
