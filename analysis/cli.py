@@ -317,7 +317,7 @@ def cmd_overview(args: argparse.Namespace) -> int:
         raise UserError(f"{d}: run folder not found" if not d.exists() else f"{d}: not a directory")
     if not (d / "timeseries.csv").is_file():
         raise UserError(f"{d}: no timeseries.csv; give a folder written by 'abm run'")
-    from .figures import FigureInputError, overview
+    from .views.overview import FigureInputError, overview
 
     return _draw(lambda: [overview(d)], FigureInputError, d)
 
@@ -336,14 +336,14 @@ def _draw(make, input_error: type[Exception], where) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import ReportError, write_report
+    from .views.report import ReportError, write_report
 
     return _draw(lambda: [write_report(Path(args.dir))[0]], ReportError, args.dir)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from .animate import write_animation
-    from .report import ReportError
+    from .views.animate import write_animation
+    from .views.report import ReportError
 
     return _draw(lambda: list(write_animation(Path(args.dir), every=args.every, fps=args.fps)), ReportError,
                  args.dir)
@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .dashboard_server import main_dashboard
+    from .views.dashboard_server import main_dashboard
 
     return main_dashboard(args)
 

@@ -1388,7 +1388,7 @@ def fig_compare_group(ens: Sequence[Ens], cols: Sequence[str]) -> Figure:
 
 
 def report_comparison(d: Path) -> Doc:
-    from .compare import HEADLINE_METRICS
+    from ..experiments.compare import HEADLINE_METRICS
 
     ens, info, _table = load_comparison(d)
     names = [e.name for e in ens]
