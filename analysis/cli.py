@@ -176,6 +176,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .experiments.ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
     from .experiments.executors import make_executor
     from .runio import stage_dir
+    from .views.comparison_figures import draw_figures
 
     if len(args.scenarios) < 2:
         raise UserError("compare needs at least two scenarios (the first is the reference)")
@@ -241,7 +242,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cmp.write_csv(out / "comparison.csv", rows)
         md = cmp.markdown(rows, names, args.seeds, master, months, horizons, command)
         atomic_write(out / "comparison.md", md)
-        cmp.draw_figures(out / "figures", names, data)
+        draw_figures(out / "figures", names, data)
         atomic_write(out / "compare.json", info_text)
     except BaseException as exc:
         if created:
@@ -343,7 +344,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_animate(args: argparse.Namespace) -> int:
     from .views.animate import write_animation
-    from .views.report import ReportError
+    from .views.common import ReportError
 
     return _draw(lambda: list(write_animation(Path(args.dir), every=args.every, fps=args.fps)), ReportError,
                  args.dir)

@@ -23,17 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import network as nw
-from .report import (
-    REST_COLOR,
-    ReportError,
-    fmt_metric,
-    lab_colors,
-    lab_compute_shares,
-    load_run,
-    num,
-    top_labs,
-    year_axis,
-)
+from .common import ReportError, fmt_metric, num, year_axis
+from .run_data import REST_COLOR, lab_colors, lab_compute_shares, load_run, top_labs
 
 GIF_NAME = "animation.gif"
 MP4_NAME = "animation.mp4"
