@@ -1,4 +1,4 @@
-"""Errors shared by the command line and the modules it drives, in a module that imports nothing of the project.
+"""Errors shared by the command line and the modules it drives; this module imports nothing of the project.
 
 :class:`UserError` is a mistake the user can fix (a bad argument, a missing folder, a port in use): ``abm``
 prints it as one line ``abm: error: ...`` and exits with :data:`EXIT_USAGE`. It lives here, not in

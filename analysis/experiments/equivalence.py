@@ -195,8 +195,8 @@ def headline_sample(scenario: str = "baseline", *, seeds: Sequence[int], horizon
     headline metrics at every horizon.
 
     Each seed runs as ``abm ensemble`` runs it (:func:`analysis.experiments.ensemble.run_seed` with the
-    scenario's TOML and ``run.seed = seed``); ``workers`` > 1 uses a local forkserver process pool (a calling script
-    then needs the ``if __name__ == "__main__":`` guard). The sample does not depend on ``workers``.
+    scenario's TOML and ``run.seed = seed``); ``workers`` > 1 uses a local forkserver process pool (a calling
+    script then needs the ``if __name__ == "__main__":`` guard). The sample does not depend on ``workers``.
     Raises ScenarioError for a bad scenario or override.
     """
     from abm.scenario import load_scenario, to_toml

@@ -400,7 +400,7 @@ def glossary_html() -> str:
     return f'<dl class="glossary">{items}</dl>'
 
 
-# ------------------------------------------------------------------------------------------------ headline table
+# ------------------------------------------------------------------------------------------------ tables
 def _headline_table(metrics: Sequence[tuple[str, str, str]], columns: list[str],
                     cell: Callable[[str, int], str]) -> str:
     head = "".join(f'<th class="num">{esc(c)}</th>' for c in columns)
