@@ -1,5 +1,5 @@
-"""Everything built on the model (:mod:`abm`), in layers; each imports only from the layers below it, and
-:mod:`abm` never imports this package.
+"""Everything built on the model (:mod:`abm`), in layers; each imports only from the layers listed before it,
+and :mod:`abm` never imports this package.
 
 * :mod:`.errors`: :class:`~analysis.errors.UserError`, the one-line user mistake, and its exit status.
 * :mod:`.runio`: running a scenario and writing its run folder atomically.
