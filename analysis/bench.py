@@ -17,9 +17,9 @@ targets):
   the sum over months of the labs alive at the end of the month (``labs_active``) plus the clouds and
   vendors; time per agent-step is the step time over agent-steps. A run over ``--timeout`` seconds is
   stopped and counts as a miss; larger sizes are then skipped.
-* **ensemble**: ``--seeds`` (default 100) seeds of the baseline through ``analysis.ensemble`` on each of
-  ``--workers`` (default 1 and 2) local processes, process-pool start-up included, into a temporary
-  folder; the ``ensemble.csv`` files must be byte-identical.
+* **ensemble**: ``--seeds`` (default 100) seeds of the baseline through ``analysis.experiments.ensemble``
+  on each of ``--workers`` (default 1 and 2) local processes, process-pool start-up included, into a
+  temporary folder; the ``ensemble.csv`` files must be byte-identical.
 * **reference**: Mesa's own example ``mesa.examples.basic.boltzmann_wealth_model`` run as shipped (its
   step includes its DataCollector, as ours includes its monthly metrics), with as many agents as the
   largest lab count (10,000) on a square grid with one agent per cell on average (like the example's 100
@@ -274,8 +274,8 @@ def _last_json(text: str, key: str) -> dict | None:
 # ------------------------------------------------------------------------------------------------ ensemble
 def time_ensemble(seeds: int, months: int, workers: list[int], tmp: Path) -> dict:
     """A ``seeds``-seed baseline ensemble on each worker count; are the ensemble.csv files identical?"""
-    from .ensemble import SUMMARY, prepare_ensemble, run_ensemble
-    from .executors import make_executor
+    from .experiments.ensemble import SUMMARY, prepare_ensemble, run_ensemble
+    from .experiments.executors import make_executor
 
     runs = []
     texts = []
@@ -500,7 +500,7 @@ def check_out(out: Path, force: bool) -> None:
 
 def run_bench(settings: BenchSettings, out: Path) -> dict:
     """Measure everything, write ``out/bench.json`` and ``out/bench.md``; returns the results."""
-    from .ensemble import atomic_write, model_fingerprint
+    from .experiments.ensemble import atomic_write, model_fingerprint
 
     t_start = time.perf_counter()
     results: dict = {"command": settings.command(),

@@ -19,11 +19,7 @@ import time
 import tomllib
 from pathlib import Path
 
-EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A mistake in the command's arguments or inputs; reported in one line, exit status 2."""
+from .errors import EXIT_USAGE, UserError
 
 
 def _fmt(v) -> str:
@@ -114,8 +110,8 @@ def _remove_if_empty_run(folder: Path, plans) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from abm.scenario import ScenarioError
 
-    from .ensemble import EnsembleError, execute, prepare_ensemble, write_summary
-    from .executors import make_executor
+    from .experiments.ensemble import EnsembleError, execute, prepare_ensemble, write_summary
+    from .experiments.executors import make_executor
 
     try:
         plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
@@ -145,8 +141,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _reraise_run_failure(exc: BaseException, args: argparse.Namespace) -> None:
     """After an ensemble or comparison failed and was cleaned up: raise a user error one line long, if it is one."""
-    from .ensemble import EnsembleError
-    from .executors import ExecutorError
+    from .experiments.ensemble import EnsembleError
+    from .experiments.executors import ExecutorError
     from .runio import OutputError
 
     if isinstance(exc, EnsembleError | ExecutorError | OutputError):
@@ -176,10 +172,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from abm.scenario import ScenarioError, load_scenario
 
-    from . import compare as cmp
-    from .ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
-    from .executors import make_executor
+    from .experiments import compare as cmp
+    from .experiments.ensemble import EnsembleError, atomic_write, execute, prepare_ensemble, write_summary
+    from .experiments.executors import make_executor
     from .runio import stage_dir
+    from .views.comparison_figures import draw_figures
 
     if len(args.scenarios) < 2:
         raise UserError("compare needs at least two scenarios (the first is the reference)")
@@ -245,7 +242,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cmp.write_csv(out / "comparison.csv", rows)
         md = cmp.markdown(rows, names, args.seeds, master, months, horizons, command)
         atomic_write(out / "comparison.md", md)
-        cmp.draw_figures(out / "figures", names, data)
+        draw_figures(out / "figures", names, data)
         atomic_write(out / "compare.json", info_text)
     except BaseException as exc:
         if created:
@@ -321,7 +318,7 @@ def cmd_overview(args: argparse.Namespace) -> int:
         raise UserError(f"{d}: run folder not found" if not d.exists() else f"{d}: not a directory")
     if not (d / "timeseries.csv").is_file():
         raise UserError(f"{d}: no timeseries.csv; give a folder written by 'abm run'")
-    from .figures import FigureInputError, overview
+    from .views.overview import FigureInputError, overview
 
     return _draw(lambda: [overview(d)], FigureInputError, d)
 
@@ -340,14 +337,14 @@ def _draw(make, input_error: type[Exception], where) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import ReportError, write_report
+    from .views.report import ReportError, write_report
 
     return _draw(lambda: [write_report(Path(args.dir))[0]], ReportError, args.dir)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from .animate import write_animation
-    from .report import ReportError
+    from .views.animate import write_animation
+    from .views.common import ReportError
 
     return _draw(lambda: list(write_animation(Path(args.dir), every=args.every, fps=args.fps)), ReportError,
                  args.dir)
@@ -402,7 +399,7 @@ def _pos_float(text: str) -> float:
 
 
 def _horizons(text: str) -> list[int]:
-    from .compare import parse_horizons
+    from .experiments.compare import parse_horizons
 
     try:
         return parse_horizons(text)
@@ -558,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from .dashboard_server import main_dashboard
+    from .views.dashboard_server import main_dashboard
 
     return main_dashboard(args)
 

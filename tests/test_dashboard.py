@@ -1,5 +1,5 @@
-"""The interactive dashboard (analysis/dashboard.py): its model wrapper and drawing, and, in a real browser,
-the served page (Debian's /usr/bin/chromium driven by playwright, offline).
+"""The interactive dashboard (analysis/views/dashboard.py): its model wrapper and drawing, and, in a real
+browser, the served page (Debian's /usr/bin/chromium driven by playwright, offline).
 
 The browser test never skips: without chromium it fails and says how to install it. Set
 UPDATE_SCREENSHOTS=1 to also write docs/img/dashboard.png (after 24 months, for the README).
@@ -27,7 +27,7 @@ TIME_RE = re.compile(r"Time:\s*(\d+)")
 
 @pytest.fixture(scope="module")
 def dash():
-    from analysis import dashboard
+    from analysis.views import dashboard
 
     return dashboard
 
@@ -107,7 +107,7 @@ def test_dashboard_in_a_real_browser(tmp_path):
         pytest.fail("chromium not installed: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
-    from analysis.dashboard_server import free_port, serve, stop
+    from analysis.views.dashboard_server import free_port, serve, stop
 
     t0 = time.monotonic()
     proc = serve(port=free_port(), log=tmp_path / "server.log")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis.cli import main
-from analysis.ensemble import prepare_ensemble, run_ensemble
+from analysis.experiments.ensemble import prepare_ensemble, run_ensemble
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS, MONTHS = 4, 12

@@ -19,8 +19,14 @@ from scipy import stats
 from abm.metrics import COLUMNS, NULLABLE
 from abm.scenario import load_scenario
 from analysis.cli import main
-from analysis.compare import HEADLINE_METRICS, LOG_METRICS, log10_paired_stats, paired_stats, parse_horizons
-from analysis.ensemble import STATS, child_seeds, seed_dirname
+from analysis.experiments.compare import (
+    HEADLINE_METRICS,
+    LOG_METRICS,
+    log10_paired_stats,
+    paired_stats,
+    parse_horizons,
+)
+from analysis.experiments.ensemble import STATS, child_seeds, seed_dirname
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS, MONTHS = 4, 12

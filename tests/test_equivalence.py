@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.ensemble import child_seeds
-from analysis.equivalence import (
+from analysis.experiments.ensemble import child_seeds
+from analysis.experiments.equivalence import (
     METRICS,
     EquivalenceError,
     Sample,

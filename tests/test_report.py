@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from analysis import network as nw
-from analysis.animate import frame_steps
 from analysis.cli import main
-from analysis.report import REPORT_NAME, horizon_indices, markdown_to_html, network_dates
+from analysis.views import network as nw
+from analysis.views.animate import frame_steps
+from analysis.views.common import horizon_indices
+from analysis.views.comparison_report import markdown_to_html
+from analysis.views.report import REPORT_NAME
+from analysis.views.run_figures import network_dates
 
 IMG = re.compile(r'<img[^>]*\bsrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -97,7 +100,7 @@ def test_ensemble_report_bands_every_column(tmp_path):
     assert "not available" in text
     head = pd.read_csv(out / "ensemble.csv", nrows=0).columns
     cols = [c[: -len("_mean")] for c in head if c.endswith("_mean")]
-    from analysis.report import ensemble_groups
+    from analysis.views.ensemble_report import ensemble_groups
 
     drawn = [c for _, group in ensemble_groups(cols) for c in group]
     assert sorted(drawn) == sorted(cols)

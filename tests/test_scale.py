@@ -8,7 +8,7 @@ from conftest import run_checked
 from abm.model import ComputeMarket
 from abm.scale import initial_labs, scale_world
 from abm.scenario import ScenarioError, load_scenario, to_toml
-from analysis.ensemble import timeseries_text
+from analysis.experiments.ensemble import timeseries_text
 from analysis.runio import run_scenario
 
 

@@ -17,12 +17,12 @@ Folder (default ``runs/<scenario>-ensemble-<N>/``)::
     seeds/seed-<index:04d>-<seed>/timeseries.csv
     ensemble.csv           per month: C_mean, C_std, C_p2_5, C_p50, C_p97_5, C_ci_lo, C_ci_hi (+ C_n)
 
-Seeds are computed by a ``concurrent.futures`` executor (see :mod:`analysis.executors`); the task function
-:func:`run_seed` takes the scenario as a TOML string and returns the timeseries as CSV text, which this
-process writes (so Dask workers need no shared file system). A seed folder is renamed into place only when
-complete, so an interrupted ensemble leaves complete seed files only; running the same command again
-computes the missing seeds and never rewrites a finished one. ``ensemble.csv`` is computed from the seed
-files in index order, so it is byte-identical whatever the number of workers or the executor.
+Seeds are computed by a ``concurrent.futures`` executor (see :mod:`analysis.experiments.executors`); the task
+function :func:`run_seed` takes the scenario as a TOML string and returns the timeseries as CSV text, which
+this process writes (so Dask workers need no shared file system). A seed folder is renamed into place only
+when complete, so an interrupted ensemble leaves complete seed files only; running the same command again
+computes the missing seeds and never rewrites a finished one. ``ensemble.csv`` is computed from the seed files
+in index order, so it is byte-identical whatever the number of workers or the executor.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import numpy as np
 from abm.metrics import COLUMNS, NULLABLE
 from abm.scenario import Scenario, ScenarioError, load_scenario, to_toml, validate
 
-from .runio import cell, run_scenario, stage_dir
+from ..runio import cell, run_scenario, stage_dir
 
 SEEDS_DIR = "seeds"
 TIMESERIES = "timeseries.csv"

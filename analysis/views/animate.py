@@ -1,9 +1,9 @@
 """``abm animate DIR``: a run month by month, as an animated GIF (and an MP4 when ffmpeg is installed).
 
 Each frame shows, side by side, the contract network in force that month (the layout of
-:func:`analysis.network.stable_layout`, so every agent keeps its place) and the labs' shares of compute up
-to that month (stacked areas, the same labs and colours as in ``abm report``). Frames are every ``every``
-months (the last month is always included), played at ``fps`` frames per second.
+:func:`analysis.views.network.stable_layout`, so every agent keeps its place) and the labs' shares of
+compute up to that month (stacked areas, the same labs and colours as in ``abm report``). Frames are every
+``every`` months (the last month is always included), played at ``fps`` frames per second.
 
 Files are written to a temporary name in DIR and renamed into place when complete, so an interrupted or
 failed call leaves no partial ``animation.gif`` or ``animation.mp4``.
@@ -23,17 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import network as nw
-from .report import (
-    REST_COLOR,
-    ReportError,
-    fmt_metric,
-    lab_colors,
-    lab_compute_shares,
-    load_run,
-    num,
-    top_labs,
-    year_axis,
-)
+from .common import ReportError, fmt_metric, num, year_axis
+from .run_data import REST_COLOR, lab_colors, lab_compute_shares, load_run, top_labs
 
 GIF_NAME = "animation.gif"
 MP4_NAME = "animation.mp4"

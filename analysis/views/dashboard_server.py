@@ -1,4 +1,5 @@
-"""Start the dashboard (:mod:`analysis.dashboard`) as a ``solara run`` subprocess and wait until it answers.
+"""Start the dashboard (:mod:`analysis.views.dashboard`) as a ``solara run`` subprocess and wait until it
+answers.
 
 Works offline: the front-end comes from ``solara-assets``, telemetry and the version check are off.
 Importing this module is cheap (it does not import Solara or Mesa's visualization).
@@ -18,6 +19,8 @@ import urllib.request
 import webbrowser
 from pathlib import Path
 from typing import IO
+
+from ..errors import UserError
 
 APP = Path(__file__).with_name("dashboard.py")
 READY_TIMEOUT_S = 60.0
@@ -100,7 +103,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
     else:
         out = log
     env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false", "PYTHONUNBUFFERED": "1"}
-    cwd = APP.parent.parent  # the project root, so that ``analysis`` and ``abm`` import from here
+    cwd = APP.parents[2]  # the project root, so that ``analysis`` and ``abm`` import from here
     try:
         proc = subprocess.Popen(solara_command(host, port), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd)
@@ -133,8 +136,6 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def main_dashboard(args) -> int:
     """``abm dashboard [--port N] [--host H] [--open]``: serve until Ctrl-C (or SIGTERM)."""
-    from .cli import UserError
-
     host = getattr(args, "host", None) or "127.0.0.1"
     port = int(getattr(args, "port", None) or 8765)
 

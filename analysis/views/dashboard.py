@@ -1,8 +1,8 @@
 """Interactive dashboard: Mesa's SolaraViz on the compute-market model.
 
-Serve it with ``abm dashboard`` (see :mod:`analysis.dashboard_server`), or directly with
-``solara run analysis/dashboard.py`` (or ``solara run analysis.dashboard:Page``). It needs no network:
-Solara's front-end files come from the ``solara-assets`` package.
+Serve it with ``abm dashboard`` (see :mod:`analysis.views.dashboard_server`), or directly with
+``solara run analysis/views/dashboard.py`` (or ``solara run analysis.views.dashboard:Page``). It needs no
+network: Solara's front-end files come from the ``solara-assets`` package.
 
 The sidebar holds Mesa's controls (Reset, play/pause, Step), a scenario dropdown, a seed, sliders for the
 main parameters and the two antitrust switches. **Parameter changes take effect on Reset.** A slider left

@@ -18,8 +18,8 @@ means must contain 0.
 
 Command line::
 
-    python -m analysis.equivalence make-reference --seeds 40 --out tests/data/reference_baseline.csv
-    python -m analysis.equivalence check --reference tests/data/reference_baseline.csv --seeds 40
+    python -m analysis.experiments.equivalence make-reference --seeds 40 --out tests/data/reference_baseline.csv
+    python -m analysis.experiments.equivalence check --reference tests/data/reference_baseline.csv --seeds 40
 
 ``check`` prints one row per comparison and exits 0 (equivalent) or 1 (not); a user error (missing file,
 bad number, bad scenario) is one line on stderr and exit status 2.
@@ -194,9 +194,9 @@ def headline_sample(scenario: str = "baseline", *, seeds: Sequence[int], horizon
     """Run ``scenario`` (with ``overrides``, as ``--set``) for each seed to the last horizon and keep the
     headline metrics at every horizon.
 
-    Each seed runs as ``abm ensemble`` runs it (:func:`analysis.ensemble.run_seed` with the scenario's
-    TOML and ``run.seed = seed``); ``workers`` > 1 uses a local forkserver process pool (a calling script
-    then needs the ``if __name__ == "__main__":`` guard). The sample does not depend on ``workers``.
+    Each seed runs as ``abm ensemble`` runs it (:func:`analysis.experiments.ensemble.run_seed` with the
+    scenario's TOML and ``run.seed = seed``); ``workers`` > 1 uses a local forkserver process pool (a calling
+    script then needs the ``if __name__ == "__main__":`` guard). The sample does not depend on ``workers``.
     Raises ScenarioError for a bad scenario or override.
     """
     from abm.scenario import load_scenario, to_toml
@@ -415,7 +415,8 @@ def _horizons(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m analysis.{PROG}", description="Headline-metric equivalence of model versions.")
+    p = _Parser(prog=f"python -m analysis.experiments.{PROG}",
+                description="Headline-metric equivalence of model versions.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     def common(q: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ import multiprocessing
 from collections.abc import Iterator
 
 # Modules the forkserver imports once, so that each pool worker starts with the model already loaded.
-PRELOAD = ["analysis.ensemble"]
+PRELOAD = ["analysis.experiments.ensemble"]
 CONNECT_TIMEOUT = "10s"  # a wrong address fails in 10 s, not the 30 s default
 
 
