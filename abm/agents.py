@@ -154,6 +154,7 @@ class CloudProvider(MarketAgent):
         self.spot_ewma = 0.0
         self.unmet_ewma = 0.0
         self.spot_sold = 0.0
+        self.spot_revenue = 0.0  # spot sales this month, $
         self.delivered = 0.0
         self.capex = 0.0
         self.revenue = 0.0

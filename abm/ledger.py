@@ -218,15 +218,11 @@ class ContractBook:
         return np.where((t >= s) & (t < e), v * frac, 0.0)
 
     def remaining_value(self, t: int, rows) -> np.ndarray:
-        """Money counted as still owed on each contract from month ``t`` (price x volume).
+        """Money still owed on each contract from month ``t`` on: price x volume over its remaining months.
 
-        A ramped contract counts its remaining months: the sum over months m in [max(t, start), end) of
-        volume * min(1, (m - start + 1) / ramp), computed in closed form (with k = m - start + 1 running over
-        [k0, k1], the months still ramping form an arithmetic series). A flat contract (ramp 0) counts only
-        one month's volume while it runs. That is a known defect of the model's accounting, kept as it is
-        so that results stay comparable across versions: lab obligations, the coverage ratio, the prudence
-        room, default claims and ``cloud_backlog_usd`` all understate flat contracts (docs/FINDINGS.md,
-        "Known defect").
+        The sum over months m in [max(t, start), end) of volume * min(1, (m - start + 1) / ramp) (1 for a flat
+        contract, ramp 0), in closed form: with k = m - start + 1 running over [k0, k1], the months still
+        ramping form an arithmetic series. Take-or-pay shares are not applied here (see the callers).
         """
         s, e, r, vol, price = self._gather(rows, "start", "end", "ramp", "volume", "price")
         k0 = np.maximum(t, s) - s + 1
@@ -235,7 +231,7 @@ class ContractBook:
         # Months still ramping: k in [k0, min(k1, ramp - 1)].
         n_ramp = np.where(r > 0, np.maximum(np.minimum(k1, r - 1) - k0 + 1, 0), 0)
         ramp_sum = n_ramp * (2 * k0 + n_ramp - 1) / 2.0 / np.maximum(r, 1)
-        units = np.where(r > 0, (n - n_ramp) + ramp_sum, np.minimum(n, 1))
+        units = (n - n_ramp) + ramp_sum
         return vol * units * price
 
     def close(self, rows, status: str, t: int) -> None:

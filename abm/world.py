@@ -240,12 +240,15 @@ class World(mesa.Model):
             self._book_cache[name] = hit
         return hit[1]
 
-    def obligations_by_uid(self) -> np.ndarray:
-        """Money each lab still owes on its active contracts, indexed by unique_id."""
+    def obligations_by_uid(self, after_this_month: bool = False) -> np.ndarray:
+        """Money each lab is committed to pay under its active contracts, indexed by unique_id: the full
+        remaining schedule (ramps included) at the contracts' prices and take-or-pay shares, from this month
+        on, or from next month on with ``after_this_month`` (what is left once this month is settled)."""
         def compute():
             rows = self.book.active_capacity_rows()
-            return self.by_buyer(rows, self.book.remaining_value(self.t, rows))
-        return self._cached("obligations", compute)
+            owed = self.book.remaining_value(self.t + int(after_this_month), rows)
+            return self.by_buyer(rows, owed * self.book.cols["take_or_pay"][rows])
+        return self._cached("obligations_after" if after_this_month else "obligations", compute)
 
     def contracted_next_by_uid(self) -> np.ndarray:
         """Effective H100e each lab holds under contract both this month and the next, by unique_id."""

@@ -25,13 +25,13 @@ def _book(contracts) -> ContractBook:
 
 
 def _remaining_by_months(book: ContractBook, t: int, r: int) -> float:
-    """Month-by-month sum of what the model counts as owed (a flat contract counts one month)."""
+    """Month-by-month sum of what is still owed on contract ``r`` from month ``t`` on."""
     s, e, v, ramp, p = (book.cols[k][r] for k in ("start", "end", "volume", "ramp", "price"))
     months = range(max(t, s), e)
     if not months:
         return 0.0
     if ramp == 0:
-        return v * p
+        return sum(v * p for _ in months)
     return sum(v * min(1.0, (m - s + 1) / ramp) for m in months) * p
 
 

@@ -337,11 +337,11 @@ def test_quote_price_rises_when_cash_falls():
     full = {c.name: contracting.quote_price(m, lab, c, term) for c in m.clouds}
     r_full, cov_full = lab.runway(), lab.coverage()
     terms_full = {c.name: contracting.cloud_terms(m, lab, [c], term, 0.0) for c in m.clouds}
-    m.ledger.transfer(lab, "investors", 0.9 * cash, "test")
+    m.ledger.transfer(lab, "investors", 0.2 * cash, "test")
     low = {c.name: contracting.quote_price(m, lab, c, term) for c in m.clouds}
     r_low, cov_low = lab.runway(), lab.coverage()
     terms_low = {c.name: contracting.cloud_terms(m, lab, [c], term, 0.0) for c in m.clouds}
-    m.ledger.transfer("investors", lab, 0.9 * cash, "test")
+    m.ledger.transfer("investors", lab, 0.2 * cash, "test")
     assert lab.cash == pytest.approx(cash, rel=1e-12)
     assert {c.name: contracting.quote_price(m, lab, c, term) for c in m.clouds} == full  # the quote has no side effects
     assert r_low < r_full and cov_low < cov_full

@@ -82,7 +82,7 @@ def settle(m) -> None:
     C["run_flop"][slots] += frs * train * m.flop_per_unit
     C["run_cost"][slots] += frs * train * unit
     m.lab_table.push_revenue(slots, rev)
-    _pay_contracts(m, labs, rows, pay)
+    reserved_by_cloud = _pay_contracts(m, labs, rows, pay)
     cash = np.maximum(led.balance[accounts], 0.0)
     solvent = C["alive"][slots] & ~C["insolvent"][slots]
     rd = np.where(solvent, np.minimum(C["rd_share"][slots] * C["spend_rate"][slots], cash), 0.0)
@@ -99,18 +99,19 @@ def settle(m) -> None:
         C["log_eff"][grow] = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
         due = grow[(t - C["run_start"][grow] + 1 >= cfg.training.run_months) & (C["run_flop"][grow] > 0)]
         Lab.finish_runs(m, due)
-    # Cloud revenue and costs.
-    for c in m.clouds:
-        c.revenue = 0.0
+    # Cloud revenue (contract payments and spot sales this month) and costs.
+    for c, r in zip(m.clouds, reserved_by_cloud, strict=True):
+        c.revenue = float(r) + c.spot_revenue
     m.cloud_revenue_month = led.flows.get("reserved_payment", 0.0) + led.flows.get("spot", 0.0) + \
         led.flows.get("spot_background", 0.0)
     m.agents_by_type[CloudProvider].do("settle_costs")
 
 
-def _pay_contracts(m, labs, rows, pay) -> None:
-    """Labs pay this month's contract obligations; one that cannot pays pro rata and defaults."""
+def _pay_contracts(m, labs, rows, pay) -> np.ndarray:
+    """Labs pay this month's contract obligations; one that cannot pays pro rata and defaults. Returns what
+    each cloud received."""
     if rows.size == 0:
-        return
+        return np.zeros(len(m.clouds))
     led = m.ledger
     buyers = m.book.cols["buyer"][rows]
     total = np.bincount(buyers, weights=pay, minlength=m.uid_cap)
@@ -126,7 +127,8 @@ def _pay_contracts(m, labs, rows, pay) -> None:
     acct = np.zeros(m.uid_cap, dtype=np.int64)
     acct[uid] = m.lab_table.cols["acct"][slots]
     cloud_acct = np.array([c.account for c in m.clouds])
-    led.transfer_many(acct[buyers[sel]], cloud_acct[m.seller_idx(rows[sel])], amounts, "reserved_payment")
+    sellers = m.seller_idx(rows[sel])
+    led.transfer_many(acct[buyers[sel]], cloud_acct[sellers], amounts, "reserved_payment")
     short = uid[(frac[uid] < 1.0) & (total[uid] > 0)]
     if short.size:
         by_uid = {lab.unique_id: lab for lab in labs}
@@ -135,3 +137,4 @@ def _pay_contracts(m, labs, rows, pay) -> None:
             lab = by_uid[u]
             lab.insolvent = True
             m.log_event("default", lab.name, "could not pay reserved contracts", float(total[u] - got[u]))
+    return np.bincount(sellers, weights=amounts, minlength=len(m.clouds))

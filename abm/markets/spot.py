@@ -61,6 +61,7 @@ def clear(m) -> None:
     price, volume, bfill, afill = ec.clear_spot_market(bid_price, bid_qty, ask, idle)
     for c, q in zip(m.clouds, afill, strict=True):
         c.spot_sold = float(q)
+        c.spot_revenue = float(q) * price if volume > 0 else 0.0
         c.spot_ewma = 0.8 * c.spot_ewma + 0.2 * float(q)
     if volume > 0:
         m.spot_price = price
