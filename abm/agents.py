@@ -191,6 +191,19 @@ class CloudProvider(MarketAgent):
         """Share of online capacity on captive chips."""
         return self.online_captive / self.online if self.online > 0 else 0.0
 
+    def capacity_path(self, start: int, months: int) -> np.ndarray:
+        """H100e this cloud will have in each month of [start, start + months): the fleet still within its
+        life then, plus chips already delivered and waiting for power, plus chips in transit that arrive
+        by then. Chips still on order and power not yet built are not counted."""
+        life = self.model.cfg.cloud_params.life_months
+        month = start + np.arange(months)
+        alive = (month[:, None] - self.v_month[None, :] < life) @ self.v_h100e
+        waiting = sum(s[0] for s in self.stored)
+        arriving = np.zeros(months)
+        for arrival, h, *_ in self.pending:
+            arriving[max(arrival - start, 0):] += h
+        return alive + waiting + arriving
+
     def effective_factor(self) -> float:
         """H100e a lab gets per nominal H100e of this cloud (captive chips carry an ecosystem discount)."""
         return 1.0 - self.captive_share * (1.0 - self.model.env.ecosystem_factor)
@@ -321,7 +334,7 @@ class CloudProvider(MarketAgent):
         headroom = 0.0 if self.public else cc.leverage_max * (fleet_value + max(self.cash, 0.0)) - self.debt
         budget = max(self.cash, 0.0) + max(headroom, 0.0)
         chip_cost = sum(v.terms_for(self)[0] * q for v, q in orders)
-        build_cost = build_mw * cc.facility_capex_usd_per_mw
+        build_cost = build_mw * cc.pue * cc.facility_capex_usd_per_mw  # per facility MW, as in the floor price
         total = chip_cost + build_cost
         scale = min(1.0, budget / total) if total > 0 else 0.0
         if scale <= 0:
@@ -536,13 +549,13 @@ class Lab(MarketAgent):
         return self.efficiency
 
     def net_burn(self) -> float:
-        """Planned spend less revenue and parent funding, per month."""
-        return self.spend_rate - self.revenue_ewma - self.other_funding
+        """Net cash out per month: the larger of the planned spend and this month's contract dues plus the
+        R&D share of the plan, less revenue and parent funding."""
+        return float(self.model.lab_burn(np.array([self.slot]))[0])
 
     def runway(self) -> float:
-        """Months the cash lasts at the planned net burn (capped at 240)."""
-        burn = self.net_burn()
-        return 240.0 if burn <= 0 else min(240.0, max(self.cash, 0.0) / burn)
+        """Months the cash lasts at the net burn (capped at 240)."""
+        return float(self.model.lab_runway(np.array([self.slot]))[0])
 
     @staticmethod
     def plan_all(model, labs: list[Lab]) -> None:
@@ -582,7 +595,7 @@ class Lab(MarketAgent):
                                              eff.rd_share_max), dtype=float)
         price = m.reserved_ref
         desired = (1 - rd_share) * spend / price
-        gap = desired - m.contracted_next_by_uid()[uid]
+        gap = desired - m.contracted_by_uid()[uid]
         room = ct.prudence * (cash + 12 * income) - m.obligations_by_uid()[uid]
         terms = np.array(sorted(ct.terms_months))
         # Longest term whose whole obligation fits the room, else the shortest.
@@ -591,7 +604,8 @@ class Lab(MarketAgent):
         term = terms[longest]
         sized = np.where(room > 0, np.minimum(gap, room / (price * term)), 0.0)
         want = (gap >= ct.min_deal_h100e) & (sized >= ct.min_deal_h100e)
-        burn = spend - income
+        # Net burn counts what must be paid anyway: contract dues and the R&D share, if above the plan.
+        burn = np.maximum(spend, m.dues_by_uid()[uid] + rd_share * spend) - income
         runway = np.where(burn <= 0, 240.0, np.minimum(240.0, cash / np.where(burn > 0, burn, 1.0)))
         seeking = runway < cap.raise_trigger_months
         ambition = cap.spend_growth_annual ** (cap.target_runway_months / 24)

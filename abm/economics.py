@@ -394,3 +394,11 @@ def gini(values) -> float:
         return 0.0
     i = np.arange(1, n + 1)
     return float((2.0 * np.sum(i * v) / (n * v.sum())) - (n + 1.0) / n)
+
+
+def ramped_months(term: int, ramp: int) -> float:
+    """Full-volume months delivered by a contract of ``term`` months whose volume ramps linearly over its
+    first ``ramp`` months (month k of the term delivers min(1, k / ramp) of the volume)."""
+    if ramp <= 0:
+        return float(term)
+    return float(sum(min(1.0, k / ramp) for k in range(1, term + 1)))

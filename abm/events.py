@@ -50,7 +50,7 @@ def mega_deal(model, ev) -> None:
     ramp = min(ev.ramp_months, ev.term_months)
     months = ev.term_months
     # H100e-months delivered over the term under a linear ramp.
-    delivered = sum(min(1.0, (k + 1) / ramp) if ramp > 0 else 1.0 for k in range(months)) * volume
+    delivered = ec.ramped_months(months, ramp) * volume
     price = ev.value_usd / delivered
     eff = model.env.ecosystem_factor if ev.chip_kind == "captive" else 1.0
     exclusive = ev.exclusive and model.cfg.policy.exclusivity_allowed

@@ -107,7 +107,7 @@ def collect_row(m, month=None) -> dict:
         "cloud_hhi_capacity": ec.hhi(online),
         "cloud_utilization": float(delivered.sum() / online.sum()) if online.sum() > 0 else 0.0,
         "installed_h100e": float(online.sum()),
-        "installed_gw": float(sum(c.power_used for c in m.clouds) / 1000.0),
+        "installed_gw": float(sum(c.power_used for c in m.clouds) * m.cfg.cloud_params.pue / 1000.0),
         "capex_usd": float(m.capex_month),
         "spot_price_usd_per_h100e_hour": m.spot_price / ec.HOURS_PER_MONTH,
         "reserved_price_usd_per_h100e_hour": m.reserved_price_month / ec.HOURS_PER_MONTH

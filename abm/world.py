@@ -135,6 +135,7 @@ class World(mesa.Model):
         self.reserved_price_month = float("nan")
         self.reserved_ref = self.spot_price * 0.8
         self.train_fraction_est = 0.6
+        self.lgd_estimate = cfg.contracting.lgd  # clouds' loss given default, learned from defaults
         self.sentiment = 1.0
         # This month's counters and flows (reset at the start of each step).
         self.entries = 0
@@ -250,14 +251,22 @@ class World(mesa.Model):
             return self.by_buyer(rows, owed * self.book.cols["take_or_pay"][rows])
         return self._cached("obligations_after" if after_this_month else "obligations", compute)
 
-    def contracted_next_by_uid(self) -> np.ndarray:
-        """Effective H100e each lab holds under contract both this month and the next, by unique_id."""
+    def contracted_by_uid(self) -> np.ndarray:
+        """Effective H100e each lab holds under contract this month, by unique_id (a contract in its last
+        month still counts: its renewal is signed next month, when it has ended, so no month is bought twice)."""
         def compute():
             rows = self.book.active_capacity_rows()
             now = self.book.volume_at(self.t, rows)
-            nxt = self.book.volume_at(self.t + 1, rows)
-            return self.by_buyer(rows, np.minimum(now, nxt) * self.book.cols["eff_factor"][rows])
-        return self._cached("contracted_next", compute)
+            return self.by_buyer(rows, now * self.book.cols["eff_factor"][rows])
+        return self._cached("contracted", compute)
+
+    def dues_by_uid(self) -> np.ndarray:
+        """Money each lab must pay this month under its active contracts (take-or-pay), by unique_id."""
+        def compute():
+            rows = self.book.active_capacity_rows()
+            due = self.book.volume_at(self.t, rows) * self.book.cols["price"][rows] * self.book.cols["take_or_pay"][rows]
+            return self.by_buyer(rows, due)
+        return self._cached("dues", compute)
 
     def held_by_uid(self) -> np.ndarray:
         """Nominal H100e each lab holds this month at each cloud: array (unique_id, cloud index)."""
@@ -286,10 +295,18 @@ class World(mesa.Model):
         owed = self.obligations_by_uid()[C["uid"][slots]] + extra
         return np.where(owed > 0, cover / np.where(owed > 0, owed, 1.0), 1e6)
 
-    def lab_runway(self, labs) -> np.ndarray:
-        """Lab.runway for many labs at once: months the cash lasts at the planned net burn (capped at 240)."""
+    def lab_burn(self, labs) -> np.ndarray:
+        """Lab.net_burn for many labs at once: the larger of the planned spend and what the lab must pay
+        anyway this month (contract dues plus its R&D share of the plan), less revenue and parent funding."""
         C, slots = self.lab_table.cols, self.lab_rows(labs)
-        burn = C["spend_rate"][slots] - C["revenue_ewma"][slots] - C["other_funding"][slots]
+        spend = C["spend_rate"][slots]
+        committed = self.dues_by_uid()[C["uid"][slots]] + C["rd_share"][slots] * spend
+        return np.maximum(spend, committed) - C["revenue_ewma"][slots] - C["other_funding"][slots]
+
+    def lab_runway(self, labs) -> np.ndarray:
+        """Lab.runway for many labs at once: months the cash lasts at the net burn (capped at 240)."""
+        slots = self.lab_rows(labs)
+        burn = self.lab_burn(slots)
         cash = np.maximum(self.lab_cash(slots), 0.0)
         return np.where(burn <= 0, 240.0, np.minimum(240.0, cash / np.where(burn > 0, burn, 1.0)))
 
@@ -338,10 +355,23 @@ class World(mesa.Model):
         ok &= ~c_public[None, :] | (raised[:, None] <= c_max[None, :])
         return ok
 
+    def free_capacity(self, start: int, months: int) -> np.ndarray:
+        """Capacity each cloud has not yet committed in each month of [start, start + months): its capacity
+        path (fleet within its life, chips waiting or in transit) less its commitments; array (clouds,
+        months), cached per month and contract book."""
+        key = (self.t, self.book.version, start, months, len(self.clouds))
+        hit = self._book_cache.get("free")
+        if hit is None or hit[0] != key:
+            path = np.array([c.capacity_path(start, months) for c in self.clouds]).reshape(len(self.clouds), months)
+            hit = (key, path - self.committed[:, start: start + months])
+            self._book_cache["free"] = hit
+        return hit[1]
+
     def available(self, cloud: CloudProvider, start: int, term: int) -> float:
-        """Capacity a cloud can still commit over [start, start+term): online less the peak committed."""
-        w = self.committed[cloud.idx, start: start + term]
-        return max(cloud.online - (float(w.max()) if w.size else 0.0), 0.0)
+        """Capacity a cloud can still commit in every month of [start, start + term): the least free
+        capacity over the term (capacity that retires before the term ends cannot be sold)."""
+        free = self.free_capacity(start, term)[cloud.idx]
+        return max(float(free.min()) if free.size else 0.0, 0.0)
 
     # ------------------------------------------------------------------ contracts: signing and releasing capacity
     def sign(self, lab: Lab, cloud: CloudProvider, kind: str, volume: float, start: int, term: int,

@@ -324,3 +324,12 @@ def test_gini(n):
     assert ec.gini([3.0] * n) == pytest.approx(0.0, abs=1e-12)
     assert ec.gini([0.0] * (n - 1) + [4.0]) == pytest.approx((n - 1) / n)
     assert ec.gini([0.0] * n) == 0.0
+
+
+def test_ramped_months_counts_the_ramp_as_a_triangle():
+    assert ec.ramped_months(36, 0) == 36.0
+    assert ec.ramped_months(36, 1) == 36.0
+    # Months 1..6 deliver 1/6, 2/6, ..., 6/6: 3.5 full months, then 30 full months.
+    assert ec.ramped_months(36, 6) == pytest.approx(33.5)
+    # A term shorter than the ramp never reaches full volume.
+    assert ec.ramped_months(3, 6) == pytest.approx(1.0)

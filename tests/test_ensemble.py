@@ -131,20 +131,24 @@ def test_resume_after_sigkill(tmp_path):
     and ensemble.csv equals an uninterrupted run's byte for byte."""
     n, months = 6, 24
     killed, clean = tmp_path / "killed", tmp_path / "clean"
+
+    def finished():  # seed folders renamed into place (a hidden one is still being written)
+        return sorted(p for p in killed.glob("seeds/*/timeseries.csv") if not p.parent.name.startswith("."))
+
     args = ["ensemble", "baseline", "--seeds", str(n), "--months", str(months), "--workers", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "analysis.cli", *args, "--out", str(killed), "--quiet"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if list(killed.glob("seeds/*/timeseries.csv")):
+            if finished():
                 break
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
         proc.stderr.close()
-    done = sorted(killed.glob("seeds/*/timeseries.csv"))
+    done = finished()
     assert 1 <= len(done) < n, f"{len(done)} seeds done when killed"
     assert not (killed / "ensemble.csv").exists()
     for p in done:  # complete files only

@@ -15,6 +15,8 @@ from .. import economics as ec
 from ..agents import Lab
 from .contracting import quote_price
 
+EQUITY_RAMP_MONTHS = 6  # months over which an equity-for-compute deal's volume ramps up (no source; ODD S8)
+
 
 def clear(m) -> None:
     """Investor inflow, allocation to fundraising labs by score^kappa, and equity-for-compute offers."""
@@ -78,7 +80,9 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         price = quote_price(m, lab, cloud, term, pol.equity_commit_multiple * invest)
         if not np.isfinite(price):
             continue
-        volume = pol.equity_commit_multiple * invest / (price * term)
+        # The committed spend is the value of the whole schedule, its ramp included (review A8).
+        ramp = EQUITY_RAMP_MONTHS
+        volume = pol.equity_commit_multiple * invest / (price * ec.ramped_months(term, ramp))
         cap = m.cfg.policy.max_lab_share_of_cloud * max(cloud.online, 1.0)
         volume = min(volume, cap)
         pre = max(m.cfg.capital.revenue_multiple * 12 * lab.revenue_ewma, lab.capital_raised, 1.0)
@@ -89,9 +93,12 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         cloud.last_equity_deal = m.t
         m.ledger.transfer(cloud, lab, invest, "equity_for_compute")
         lab.capital_raised += invest
-        m.sign(lab, cloud, "equity_for_compute", volume, m.t, term, price, ramp=6,
-                  exclusive=pol.exclusivity_allowed, equity_share=share, investment=invest)
+        m.sign(lab, cloud, "equity_for_compute", volume, m.t, term, price, ramp=ramp,
+               exclusive=pol.exclusivity_allowed, equity_share=share, investment=invest)
         m.log_event("equity_for_compute", lab.name, f"{cloud.name} takes {share:.3f}", invest)
+        # The deal covers part of the compute this month's request was for (once its ramp is complete).
+        rest = lab.req_volume - volume * cloud.effective_factor()
+        lab.request = (rest, lab.req_term) if rest >= m.cfg.contracting.min_deal_h100e else None
         lab.ask = max(lab.ask - invest, 0.0)
         lab.start_spending()
         lab.seeking = lab.ask > 0

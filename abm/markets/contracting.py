@@ -27,7 +27,7 @@ def cloud_terms(m, lab: Lab, clouds, term: int, extra_value: float):
     spot_path = ec.expected_price_path(m.spot_price_ewma, term, ct.forward_price_decline)
     sell_prob = np.clip(util, 0.3, 1.0)
     pdef = float(ec.default_probability(lab.coverage(extra_value), ct.risk_k))
-    cloud_min = (1 + pdef * ct.lgd) * np.maximum(floors * (1 - ct.forward_price_decline) ** (term / 24),
+    cloud_min = (1 + pdef * m.lgd_estimate) * np.maximum(floors * (1 - ct.forward_price_decline) ** (term / 24),
                                                  spot_path * sell_prob)
     lab_alt = spot_path * (1 + ct.spot_risk_premium)
     r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, lab.runway(), ct.lab_impatience))
@@ -43,11 +43,11 @@ def quote_price(m, lab: Lab, cloud: CloudProvider, term: int, value: float = 0.0
 
 
 def available_by_term(m, terms: np.ndarray) -> np.ndarray:
-    """Capacity each cloud can still commit over [t, t + term) for each term: array (terms, clouds)."""
-    online = np.array([c.online for c in m.clouds])
-    win = m.committed[:, m.t: m.t + int(terms.max())]
-    peak = np.maximum.accumulate(win, axis=1)[:, terms - 1].T
-    return np.maximum(online[None, :] - peak, 0.0)
+    """Capacity each cloud can still commit in every month of [t, t + term) for each term: the least free
+    capacity over the term (World.free_capacity); array (terms, clouds)."""
+    free = m.free_capacity(m.t, int(terms.max()))
+    least = np.minimum.accumulate(free, axis=1)[:, terms - 1].T
+    return np.maximum(least, 0.0)
 
 
 def sign_requests(m) -> None:
@@ -87,7 +87,7 @@ def sign_requests(m) -> None:
                           for k in terms])[t_idx]
     util = np.where(online > 0, m.committed[:, m.t] / np.where(online > 0, online, 1.0), 1.0)
     sell_prob = np.clip(util, 0.3, 1.0)
-    cloud_min = (1 + pdef * ct.lgd)[:, None] * np.maximum(
+    cloud_min = (1 + pdef * m.lgd_estimate)[:, None] * np.maximum(
         floors[None, :] * ((1 - ct.forward_price_decline) ** (term / 24))[:, None],
         spot_path[:, None] * sell_prob[None, :])
     lab_alt = spot_path * (1 + ct.spot_risk_premium)

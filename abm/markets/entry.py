@@ -16,6 +16,8 @@ import numpy as np
 from .. import economics as ec
 from ..agents import Lab
 
+LGD_LEARNING = 0.3  # weight of a month's realized loss given default in the clouds' estimate (no source; ODD S9)
+
 
 def _trend(series, window: int) -> float:
     """Least-squares slope per month of the last ``window`` values (0 with fewer than 2), never negative."""
@@ -60,9 +62,16 @@ def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
         acct = np.zeros(m.uid_cap, dtype=np.int64)
         acct[uid] = [lab.account for lab, _ in leaving]
         cloud_acct = np.array([c.account for c in m.clouds])
-        m.ledger.transfer_many(acct[buyers[pay]], cloud_acct[m.seller_idx(rows[pay])],
-                                  claims[pay] * share[buyers[pay]], "default_recovery")
+        recovered = claims[pay] * share[buyers[pay]]
+        m.ledger.transfer_many(acct[buyers[pay]], cloud_acct[m.seller_idx(rows[pay])], recovered,
+                               "default_recovery")
         m.release(rows, "defaulted")
+        # Clouds learn the loss given default that defaults actually bring (review A7): the share of the
+        # claims not recovered, folded into the estimate they price with (contracting.lgd is the prior).
+        claimed = float(claims.sum())
+        if claimed > 0:
+            realized = 1.0 - float(recovered.sum()) / claimed
+            m.lgd_estimate = (1 - LGD_LEARNING) * m.lgd_estimate + LGD_LEARNING * realized
     for lab, _ in leaving:
         lab.alive = False
         lab.exit_month = m.t
@@ -132,7 +141,7 @@ def entrant_price(m, cash, obligation):
     x = entry_terms(m)
     cash = np.asarray(cash, dtype=float)
     pdef = ec.default_probability(cash / np.maximum(obligation, 1.0), ct.risk_k)
-    cmin = (1 + pdef * ct.lgd) * max(x["floor"], x["spot_path"] * 0.3)
+    cmin = (1 + pdef * m.lgd_estimate) * max(x["floor"], x["spot_path"] * 0.3)
     alt = x["spot_path"] * (1 + ct.spot_risk_premium)
     p = ec.nash_price(alt, cmin, x["beta"])
     p = np.where(np.isfinite(p), p, np.maximum(cmin, alt))
