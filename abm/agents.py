@@ -458,9 +458,11 @@ class Lab(MarketAgent):
         self.spent_last = math.inf  # actual spend last month (unknown before the first month)
         self.rd_spend = 0.0
         self.run_flop = 0.0
+        self.run_hw_flop = 0.0
         self.run_cost = 0.0
         self.run_start = model.t
         self.last_run_cost = 0.0
+        self.cap_train_spend = 0.0
         self.compute = 0.0
         self.compute_train = 0.0
         self.unit_price = model.reference_price()
@@ -631,17 +633,23 @@ class Lab(MarketAgent):
         if slots.size == 0:
             return
         m, C = model, model.lab_table.cols
-        phys = C["run_flop"][slots]
-        eff_flop = phys * np.exp(C["log_eff"][slots])
+        phys = C["run_flop"][slots]  # physical FLOP on the hardware used (nominal H100e)
+        # Effective FLOP: the hardware's FLOP after the captive-chip ecosystem discount, times efficiency.
+        eff_flop = C["run_hw_flop"][slots] * np.exp(C["log_eff"][slots])
         q = ec.capability(eff_flop, m.g_coef, m.gamma)
         cost = C["run_cost"][slots]
         C["last_run_cost"][slots] = cost
         C["best_run_eff_flop"][slots] = np.maximum(C["best_run_eff_flop"][slots], eff_flop)
         C["best_run_flop"][slots] = np.maximum(C["best_run_flop"][slots], phys)
+        # Training spend of the run behind each lab's capability (final run and the runs before it).
+        better = q > C["capability"][slots]
+        C["cap_train_spend"][slots] = np.where(better, cost / m.cfg.training.final_run_share,
+                                               C["cap_train_spend"][slots])
         C["capability"][slots] = np.maximum(C["capability"][slots], q)
         for i, p, e, c, qi in zip(slots.tolist(), phys.tolist(), eff_flop.tolist(), cost.tolist(), q.tolist(),
                                   strict=True):
             m.record_run(m.labs[i], p, e, c, qi)
         C["run_flop"][slots] = 0.0
+        C["run_hw_flop"][slots] = 0.0
         C["run_cost"][slots] = 0.0
         C["run_start"][slots] = m.t + 1

@@ -13,8 +13,9 @@ COLUMNS = [
     "month", "step", "labs_active", "lab_entries", "lab_exits", "lab_hhi_compute", "lab_hhi_revenue",
     "lab_hhi_capital", "lab_top3_share_compute", "lab_gini_capital", "frontier_capability",
     "median_capability", "frontier_training_flop", "frontier_effective_flop", "frontier_run_cost_usd",
-    "entry_barrier_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
-    "small_lab_survival_24m", "cloud_hhi_capacity", "cloud_utilization", "installed_h100e", "installed_gw",
+    "entry_barrier_usd", "entry_barrier_now_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
+    "small_lab_survival_24m", "cloud_hhi_capacity", "cloud_utilization", "cloud_utilization_labs",
+    "cloud_utilization_background", "installed_h100e", "installed_gw",
     "capex_usd", "spot_price_usd_per_h100e_hour", "reserved_price_usd_per_h100e_hour", "cloud_backlog_usd",
     "cloud_revenue_usd", "vendor_hhi_shipments", "captive_share_shipments", "vendor_lerner",
     "chip_price_usd_per_h100e", "end_user_demand_usd", "lab_revenue_usd", "investor_inflow_usd",
@@ -26,7 +27,8 @@ NULLABLE = {"reserved_price_usd_per_h100e_hour", "small_lab_survival_24m"}
 def efficiency_share(hist: list[tuple[float, float]], window: int = 12) -> float:
     """Share of the frontier's effective-compute growth over ``window`` months due to efficiency.
 
-    ``hist`` holds (ln physical FLOP of the best run, ln frontier efficiency) per month. The share is
+    ``hist`` holds, per month, (ln physical FLOP, ln efficiency) of one series: the record run (the highest
+    effective FLOP so far), so that both terms describe the same run. The share is
     d ln e / (d ln e + max(d ln C_phys, 0)) over the window; 0 when there was no growth at all.
     """
     if len(hist) < 2:
@@ -67,9 +69,11 @@ def collect_row(m, month=None) -> dict:
     run_cost = m.frontier_run_cost()
     front = labs[int(np.argmax(caps))] if labs else None
     if front is not None:
-        cost = front.last_run_cost or (front.compute_train * front.unit_price * m.cfg.training.run_months
-                                       * m.cfg.training.final_run_share)
-        mcpu = float(ec.marginal_compute_return(max(cost, 1.0), m.gamma))
+        # d capability / d total training spend of the run behind the frontier lab's capability: gamma over
+        # that spend (all of the run's training compute, not only the final run); before its first run, a
+        # run's worth of its current training compute.
+        spend = front.cap_train_spend or (front.compute_train * front.unit_price * m.cfg.training.run_months)
+        mcpu = float(ec.marginal_compute_return(max(spend, 1.0), m.gamma))
     else:
         mcpu = 0.0
     ship = np.sum(m.shipments_hist[-12:], axis=0) if m.shipments_hist else np.zeros(len(m.vendors))
@@ -100,12 +104,16 @@ def collect_row(m, month=None) -> dict:
         "frontier_effective_flop": m.best_run_eff_flop,
         "frontier_run_cost_usd": float(run_cost),
         "entry_barrier_usd": float(m.entry_barrier),
+        "entry_barrier_now_usd": float(m.entry_barrier_now),
         "marginal_capability_per_usd": mcpu,
-        "efficiency_share_of_progress": efficiency_share(m.frontier_hist),
+        "efficiency_share_of_progress": efficiency_share(m.record_hist),
         "small_lab_survival_24m": survival_rate_24m(C["small"][: m.lab_table.n], C["birth"][: m.lab_table.n],
                                                     C["exit_t"][: m.lab_table.n], t),
         "cloud_hhi_capacity": ec.hhi(online),
         "cloud_utilization": float(delivered.sum() / online.sum()) if online.sum() > 0 else 0.0,
+        "cloud_utilization_labs": float((delivered.sum() - m.spot_volume_background) / online.sum())
+        if online.sum() > 0 else 0.0,
+        "cloud_utilization_background": float(m.spot_volume_background / online.sum()) if online.sum() > 0 else 0.0,
         "installed_h100e": float(online.sum()),
         "installed_gw": float(sum(c.power_used for c in m.clouds) * m.cfg.cloud_params.pue / 1000.0),
         "capex_usd": float(m.capex_month),

@@ -156,6 +156,9 @@ class World(mesa.Model):
         self.agent_frames: list[tuple] = []
         # Set by the phases every month before they are read (see the markets).
         self.entry_barrier = float("nan")
+        self.entry_barrier_now = float("nan")
+        self.spot_volume_labs = 0.0
+        self.spot_volume_background = 0.0
         self.inflow_month = 0.0
         self.cloud_revenue_month = 0.0
         self.spot_volume = 0.0
@@ -431,7 +434,10 @@ class World(mesa.Model):
 
     # ------------------------------------------------------------------ training runs and the frontier
     def record_run(self, lab: Lab, phys: float, eff: float, cost: float, q: float) -> None:
-        """Log a completed training run with the capability it reached."""
+        """Log a completed training run with the capability it reached (and keep the record run)."""
+        if eff > self.record_eff_flop:
+            self.record_eff_flop = eff
+            self.record_run_now = (math.log(max(phys, 1.0)), lab.log_eff)
         self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
                               "cost_usd": cost, "capability": q})
         # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
@@ -465,6 +471,12 @@ class World(mesa.Model):
         self.best_run_flop = max((lab.best_run_flop for lab in self.labs), default=1.0)
         self.best_run_eff_flop = max((lab.best_run_eff_flop for lab in self.labs), default=1.0)
         self.frontier_hist.append((math.log(self.best_run_flop), max((lab.log_eff for lab in self.labs), default=0.0)))
+        # The record run (highest effective FLOP so far): its ln physical FLOP and ln efficiency, one series
+        # for both terms of efficiency_share_of_progress.
+        best = max(self.labs, key=lambda lab: lab.best_run_eff_flop, default=None)
+        self.record_run_now = (math.log(max(best.best_run_flop, 1.0)), best.log_eff) if best else (0.0, 0.0)
+        self.record_eff_flop = best.best_run_eff_flop if best else 1.0
+        self.record_hist: list[tuple[float, float]] = [self.record_run_now]
 
     def update_frontier_records(self, month: np.ndarray) -> None:
         """Append this month's frontier capability and (ln best run, ln frontier efficiency); ``month``: the
@@ -478,3 +490,4 @@ class World(mesa.Model):
             self.best_run_eff_flop = max(self.best_run_eff_flop, float(C["best_run_eff_flop"][month].max()))
         log_e = float(C["log_eff"][alive].max()) if alive.size else 0.0
         self.frontier_hist.append((math.log(self.best_run_flop), log_e))
+        self.record_hist.append(self.record_run_now)

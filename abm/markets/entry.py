@@ -38,6 +38,7 @@ def exit_and_enter(m) -> None:
     out = np.flatnonzero(C["insolvent"][s] | broke)
     exit_many(m, [(m.labs[i], "default" if C["insolvent"][i] else "wind_down") for i in s[out].tolist()])
     m.entry_barrier = entry_barrier(m)
+    m.entry_barrier_now = entry_barrier(m, projected=False)
     _entrants(m)
 
 
@@ -124,6 +125,8 @@ def entry_terms(m) -> dict:
         "public": [(c.floor_price, c.eligible_capital_max) for c in m.clouds
                    if c.public and m.available(c, m.t, term) > 0],
         "target": projected_frontier(m, en.planning_horizon_months) - en.viable_gap,
+        "target_now": (float(m.lab_table.cols["capability"][alive].max()) if alive.size else 0.0) - en.viable_gap,
+        "eff_front_now": math.exp(log_front),
         "eff_front_then": math.exp(log_front) * math.exp(_frontier_eff_slope(m) * en.planning_horizon_months),
     }
     m.entry_cache = (key, ctx)
@@ -150,23 +153,26 @@ def entrant_price(m, cash, obligation):
     return float(p) if p.ndim == 0 else p
 
 
-def entry_barrier(m, efficiency_fraction=None, cash=None):
+def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True):
     """Capital a representative entrant needs to reach a viable capability in its horizon (S9).
 
-    With arrays of efficiency fractions and cash, the capital each such entrant needs."""
+    With arrays of efficiency fractions and cash, the capital each such entrant needs. With ``projected``
+    False: the capital to reach today's viable capability with today's frontier efficiency, no trend
+    projection (``entry_barrier_now_usd``)."""
     en = m.cfg.entry
     frac = efficiency_fraction if efficiency_fraction is not None else \
         0.5 * (en.efficiency_fraction_lo + en.efficiency_fraction_hi)
     cash = en.seed_capital_median_usd if cash is None else cash
     x = entry_terms(m)
-    eff_then = x["eff_front_then"] * np.asarray(frac, dtype=float)
+    target = x["target"] if projected else x["target_now"]
+    eff_then = (x["eff_front_then"] if projected else x["eff_front_now"]) * np.asarray(frac, dtype=float)
     compute_share = 1 - m.cfg.efficiency.rd_share_init
     frs = m.cfg.training.final_run_share
     # Two passes: the price depends on the entrant's coverage of the compute bill it implies.
     need = 0.0
     for _ in range(2):
         price = entrant_price(m, cash, need * compute_share)
-        need = ec.capital_to_reach(x["target"], eff_then, m.g_coef, m.gamma, m.flop_per_unit, price,
+        need = ec.capital_to_reach(target, eff_then, m.g_coef, m.gamma, m.flop_per_unit, price,
                                    compute_share) / frs
     return need
 

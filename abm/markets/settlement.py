@@ -41,6 +41,8 @@ def settle(m) -> None:
     uid = C["uid"][slots]
     n = len(labs)
     k_res = m.by_buyer(rows, vol * m.book.cols["eff_factor"][rows])[uid]
+    # Nominal H100e (physical hardware) behind the effective compute k, for physical FLOP (review A10).
+    k_nominal = m.by_buyer(rows, vol)[uid] + np.where(C["spot_bought"][slots] > 0, C["spot_bought"][slots], 0.0)
     owed = m.by_buyer(rows, pay)[uid]
     k_spot = np.where(C["spot_bought"][slots] > 0, C["spot_eff"][slots], 0.0)
     spot_paid = C["spot_paid"][slots]
@@ -79,7 +81,8 @@ def settle(m) -> None:
     C["unit_price"][slots] = unit
     C["potential_revenue"][slots] = potential
     C["market_share"][slots] = shares
-    C["run_flop"][slots] += frs * train * m.flop_per_unit
+    C["run_hw_flop"][slots] += frs * train * m.flop_per_unit
+    C["run_flop"][slots] += frs * train * np.where(k > 0, k_nominal / np.maximum(k, 1e-12), 1.0) * m.flop_per_unit
     C["run_cost"][slots] += frs * train * unit
     m.lab_table.push_revenue(slots, rev)
     reserved_by_cloud = _pay_contracts(m, labs, rows, pay)

@@ -275,7 +275,7 @@ def fig_prices(r: RunData) -> Figure:
             label="utilization: capacity delivered or sold spot")
     ax.set_ylim(0, 105)
     tw = ax.twinx()
-    tw.plot(x, num(r.ts, "installed_gw"), lw=1.4, ls="--", color="tab:red", label="installed IT power (right)")
+    tw.plot(x, num(r.ts, "installed_gw"), lw=1.4, ls="--", color="tab:red", label="installed facility power (right)")
     tw.set_ylim(bottom=0)
     tw.set_ylabel("GW", fontsize=FS_LABEL)
     tw.tick_params(labelsize=FS_TICK)

@@ -160,7 +160,7 @@ def report_run(d: Path) -> Doc:
                "signed each month (dots; none in months without new contracts). <b>Top right</b>: the average "
                "price clouds paid per H100e of chips delivered, and the vendors' unit cost implied by their "
                "Lerner index. <b>Bottom left</b>: the share of installed capacity that was delivered on "
-               "contracts or sold spot, and installed IT power. <b>Bottom right</b>: the money flowing each "
+               "contracts or sold spot, and installed facility power. <b>Bottom right</b>: the money flowing each "
                "month (log scale).",
                "prices, chip costs, utilization and money flows")
     doc.end()
