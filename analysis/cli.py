@@ -436,7 +436,7 @@ def _ensemble_args(p: argparse.ArgumentParser, default_out: str) -> None:
     g.add_argument("--dask-local", type=_pos_int, metavar="W",
                    help="start a local Dask cluster of W worker processes for this run")
     p.add_argument("--force", action="store_true",
-                   help="replace an existing folder made with other arguments")
+                   help="replace an existing folder made with other arguments or another version of the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no final line")
 
 

@@ -184,6 +184,16 @@ def test_changed_arguments_need_force(tmp_path):
     (out / "ensemble.json").write_text(json.dumps(info))
     res = run_cli("ensemble", "baseline", "--seeds", "3", "--months", "3", "--out", str(out), "--quiet")
     assert res.returncode == 0 and res.stderr.startswith("abm: warning: the model code"), res.stderr
+    # ... and --force starts over, as the warning says: every seed is computed again with this model
+    info = json.loads((out / "ensemble.json").read_text())
+    info["model_sha256"] = "0" * 64
+    (out / "ensemble.json").write_text(json.dumps(info))
+    stale = {p: p.stat().st_mtime_ns for p in out.glob("seeds/*/timeseries.csv")}
+    res = run_cli("ensemble", "baseline", "--seeds", "3", "--months", "3", "--out", str(out), "--force", "--quiet")
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+    assert json.loads((out / "ensemble.json").read_text())["model_sha256"] != "0" * 64
+    fresh = {p: p.stat().st_mtime_ns for p in out.glob("seeds/*/timeseries.csv")}
+    assert len(fresh) == 3 and all(fresh[p] != stale.get(p) for p in fresh)
 
 
 # ------------------------------------------------------------------------------------------------ comparisons

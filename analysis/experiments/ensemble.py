@@ -434,6 +434,8 @@ def _folder_state(plan: EnsemblePlan, force: bool) -> str:
     why = _describe_mismatch(old, plan)
     if why is None:
         if old.get("model_sha256") not in (None, plan.info()["model_sha256"]):
+            if force:
+                return "replace"
             plan.warnings.append(f"the model code (abm/) changed since {out} was started; its seeds will mix "
                                  "two versions of the model (use --force to start over)")
         return "resume"
