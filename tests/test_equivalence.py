@@ -26,14 +26,15 @@ from analysis.experiments.equivalence import (
     headline_sample,
     main,
     read_sample,
+    paired_ci,
     t_quantile,
     welch_ci,
     write_sample,
 )
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference_baseline.csv"
-MASTER_SEED, N_SEEDS = 1, 40
-CONTROL_SEEDS = 20
+MASTER_SEED, N_SEEDS = 1, 100
+CONTROL_SEEDS = 40
 CONTROL_OVERRIDES = {"demand.growth_annual": 2.0}  # baseline 2.5x a year
 WORKERS = min(2, os.cpu_count() or 1)
 
@@ -151,9 +152,10 @@ def _sample(seed: int, n: int = 40, shift: dict | None = None) -> Sample:
 
 def test_identical_samples_are_equivalent():
     s = _sample(0)
-    rows = compare_samples(s, s)
+    rows = compare_samples(s, s, paired=False)
     assert equivalent(rows)
     assert all(r.diff == 0 and r.ci_lo < 0 < r.ci_hi for r in rows)
+    assert all(r.ok and r.ci_lo == r.ci_hi == 0 for r in compare_samples(s, s))  # paired: exactly zero
     assert rows[0].level == pytest.approx(1 - 0.05 / len(rows))
     assert [(r.metric, r.month) for r in rows] == s.keys()
 
@@ -274,3 +276,39 @@ def test_cli_make_reference_and_check(tmp_path: Path, capsys):
     ref.write_text("\n".join(moved) + "\n")
     assert main(["check", *args, "--reference", str(ref)]) == 1
     assert "NOT equivalent: 19 of 20 CIs contain 0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("metric", "shift"), [("lab_hhi_compute", 500.0), ("labs_active", 2.0)])
+def test_gate_detects_a_small_shift_even_between_independent_streams(reference: Sample, current: Sample,
+                                                                     metric: str, shift: float):
+    """The gate's power in the worst case: a change that alters the random stream leaves paired seeds as
+    variable as independent samples, so the unpaired (Welch) comparison of the current sample with itself
+    shifted at month 60, using both samples' real variances, must flag the shift."""
+    key = (metric, 60)
+    shifted = Sample(current.seeds, {k: (v + shift if k == key else v) for k, v in current.values.items()})
+    rows = {(r.metric, r.month): r for r in compare_samples(current, shifted, paired=False)}
+    assert not rows[key].ok, format_table([rows[key]])
+    assert rows[key].ci_lo > 0
+    assert all(r.ok for k, r in rows.items() if k != key)
+
+
+def test_paired_ci_by_hand():
+    a = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    b = np.array([2.0, 2.5, 4.5, 5.0, 9.0])  # differences 1, 0.5, 1.5, 1 (the NaN pair is left out)
+    diff, lo, hi, df = paired_ci(a, b, 0.95)
+    d = np.array([1.0, 0.5, 1.5, 1.0])
+    half = t_quantile(0.975, 3) * d.std(ddof=1) / 2.0
+    assert (diff, df) == (1.0, 3.0)
+    assert (lo, hi) == pytest.approx((1.0 - half, 1.0 + half), rel=1e-12)
+    assert paired_ci(a, a + 2.0, 0.95)[1:3] == (2.0, 2.0)  # identical differences: a point
+    assert all(math.isnan(x) for x in paired_ci(a[:1], b[:1], 0.95)[1:])
+
+
+def test_compare_pairs_only_the_same_seeds():
+    a = _sample(1)
+    assert compare_samples(a, a) and equivalent(compare_samples(a, a))
+    other = Sample(tuple(s + 1 for s in a.seeds), a.values)
+    with pytest.raises(EquivalenceError, match="same seeds"):
+        compare_samples(a, other, paired=True)
+    assert equivalent(compare_samples(a, other))  # different seeds: Welch

@@ -11,15 +11,17 @@ means must contain 0.
   metrics) not positive is kept as NaN and left out of the statistics.
 * :func:`write_sample` / :func:`read_sample` store a sample as a long CSV,
   ``seed_index,seed,metric,month,value`` (an empty value is NaN).
-* :func:`compare_samples` gives, per (metric, month), Welch's CI of ``new mean - ref mean`` (unpaired,
-  unequal variances) at the Bonferroni level ``1 - family_alpha / m`` over the m comparisons, so that the
-  chance that any CI misses a true zero is at most ``family_alpha``. :func:`equivalent` is True when every
-  CI contains 0.
+* :func:`compare_samples` gives, per (metric, month), the CI of ``new mean - ref mean`` at the Bonferroni
+  level ``1 - family_alpha / m`` over the m comparisons, so that the chance that any CI misses a true zero
+  is at most ``family_alpha``. When both samples ran the same seeds (the check runs the reference's seeds)
+  the CI is paired, on the per-seed differences (common random numbers: seed k of both versions draws the
+  same initial world, so much of the between-seed variance cancels); otherwise it is Welch's (unpaired,
+  unequal variances). :func:`equivalent` is True when every CI contains 0.
 
 Command line::
 
-    python -m analysis.experiments.equivalence make-reference --seeds 40 --out tests/data/reference_baseline.csv
-    python -m analysis.experiments.equivalence check --reference tests/data/reference_baseline.csv --seeds 40
+    python -m analysis.experiments.equivalence make-reference --seeds 100 --out tests/data/reference_baseline.csv
+    python -m analysis.experiments.equivalence check --reference tests/data/reference_baseline.csv --seeds 100
 
 ``check`` prints one row per comparison and exits 0 (equivalent) or 1 (not); a user error (missing file,
 bad number, bad scenario) is one line on stderr and exit status 2.
@@ -280,7 +282,7 @@ def read_sample(path: str | Path) -> Sample:
 # ------------------------------------------------------------------------------------------------ comparing
 @dataclass(frozen=True)
 class Comparison:
-    """One (metric, month): the means (NaN left out), ``diff = new - ref`` and its Welch CI at the
+    """One (metric, month): the means (NaN left out), ``diff = new - ref`` and its CI (paired or Welch) at the
     Bonferroni level; ``ok`` when the CI contains 0 (or the metric is undefined in both samples)."""
 
     metric: str
@@ -320,20 +322,46 @@ def welch_ci(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, 
     return diff, diff - half, diff + half, df
 
 
+def paired_ci(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, float, float]:
+    """(mean of b - a over seeds where both are defined, CI low, CI high, df = n - 1) at two-sided ``level``.
+
+    With fewer than two pairs the CI is NaN; with identical differences it is the point ``[d, d]``."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    both = ~np.isnan(a) & ~np.isnan(b)
+    d = b[both] - a[both]
+    if d.size == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    diff = float(d.mean())
+    if d.size < 2:
+        return diff, math.nan, math.nan, math.nan
+    se = float(d.std(ddof=1)) / math.sqrt(d.size)
+    if se == 0:
+        return diff, diff, diff, float(d.size - 1)
+    half = t_quantile(0.5 + level / 2.0, d.size - 1) * se
+    return diff, diff - half, diff + half, float(d.size - 1)
+
+
 def _mean(x: np.ndarray) -> float:
     x = x[~np.isnan(x)]
     return float(x.mean()) if len(x) else math.nan
 
 
-def compare_samples(ref: Sample, new: Sample, family_alpha: float = FAMILY_ALPHA) -> list[Comparison]:
-    """Welch CIs of ``new - ref`` for every (metric, month) of either sample, at the Bonferroni level
-    ``1 - family_alpha / m`` (m = number of comparisons), in the reference's order.
+def compare_samples(ref: Sample, new: Sample, family_alpha: float = FAMILY_ALPHA,
+                    paired: bool | None = None) -> list[Comparison]:
+    """CIs of ``new - ref`` for every (metric, month) of either sample, at the Bonferroni level
+    ``1 - family_alpha / m`` (m = number of comparisons), in the reference's order: paired over seeds when
+    ``paired`` (by default: when both samples ran the same seeds in the same order), else Welch's.
 
     A key missing from one sample, or with fewer than two values on a side while the other side has
     values, is not ok; a key with no value in either sample is ok (undefined in both).
     """
     if not 0 < family_alpha < 1:
         raise EquivalenceError(f"family alpha must be in (0, 1) (given {family_alpha})")
+    if paired is None:
+        paired = tuple(ref.seeds) == tuple(new.seeds)
+    elif paired and tuple(ref.seeds) != tuple(new.seeds):
+        raise EquivalenceError("a paired comparison needs the same seeds in both samples")
     keys = ref.keys() + [k for k in new.keys() if k not in ref.values]
     level = 1.0 - family_alpha / max(len(keys), 1)
     out = []
@@ -342,7 +370,8 @@ def compare_samples(ref: Sample, new: Sample, family_alpha: float = FAMILY_ALPHA
         a = ref.values.get((metric, month), empty)
         b = new.values.get((metric, month), empty)
         na, nb = int(np.sum(~np.isnan(a))), int(np.sum(~np.isnan(b)))
-        diff, lo, hi, df = welch_ci(a, b, level)
+        pair = paired and a.shape == b.shape  # a key one sample lacks has nothing to pair
+        diff, lo, hi, df = (paired_ci if pair else welch_ci)(a, b, level)
         both_missing = na == 0 and nb == 0 and (metric, month) in ref.values and (metric, month) in new.values
         ok = both_missing or bool(lo <= 0.0 <= hi)
         out.append(Comparison(metric, month, na, nb, _mean(a), _mean(b), diff, lo, hi, df, level, ok))
@@ -420,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--seeds", type=_int_at_least(2), default=40, metavar="N",
-                       help="number of child seeds of the master seed (default 40)")
+        q.add_argument("--seeds", type=_int_at_least(2), default=100, metavar="N",
+                       help="number of child seeds of the master seed (default 100)")
         q.add_argument("--master-seed", type=_int_at_least(0), default=DEFAULT_MASTER_SEED, metavar="S",
                        help=f"master seed of the child seeds (default {DEFAULT_MASTER_SEED})")
         q.add_argument("--scenario", default="baseline", help="scenario name or TOML path (default baseline)")
@@ -440,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--reference", required=True, help="reference sample CSV")
     ck.add_argument("--alpha", type=_alpha, default=FAMILY_ALPHA,
                     help=f"family-wise error rate over all comparisons (default {FAMILY_ALPHA})")
+    ck.add_argument("--unpaired", action="store_true",
+                    help="Welch CIs of the difference of means even when the seeds are the reference's "
+                         "(default: paired CIs over the common seeds)")
     return p
 
 
@@ -468,11 +500,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     ref = read_sample(args.reference)
     horizons = sorted({month for _, month in ref.keys()})
     sample, dt = _sample(args, horizons)
-    rows = compare_samples(ref, sample, args.alpha)
+    paired = not args.unpaired and tuple(ref.seeds) == tuple(sample.seeds)
+    rows = compare_samples(ref, sample, args.alpha, paired=paired)
     ok = equivalent(rows)
     print(f"reference {args.reference}: {len(ref.seeds)} seeds; new: {len(sample.seeds)} seeds of master "
           f"seed {args.master_seed}, {args.scenario}, run in {dt:.1f} s")
-    print(f"Welch CI of new - ref at {100 * rows[0].level:.3f}% each "
+    kind = "paired CI (common seeds)" if paired else "Welch CI"
+    print(f"{kind} of new - ref at {100 * rows[0].level:.3f}% each "
           f"(family alpha {args.alpha} over {len(rows)} comparisons, Bonferroni)\n")
     print(format_table(rows))
     bad = sum(not r.ok for r in rows)
