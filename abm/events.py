@@ -58,12 +58,31 @@ def mega_deal(model, ev) -> None:
                eff_factor=eff)
     if ev.chip_kind == "captive":
         # The cloud orders the deal's chips from its own line, which books the foundry capacity to make
-        # them over the ramp (on top of its share for the cloud's other needs).
+        # them over the ramp (on top of its share for the cloud's other needs), taken from the other vendors.
         cloud.captive_commitment += volume
-        vendor.foundry_share = min(1.0, vendor.foundry_share + volume / max(ramp, 1) / model.env.foundry_base)
+        reallocate_foundry(model, {vendor: vendor.foundry_share + volume / max(ramp, 1) / model.env.foundry_base})
 
     model.log_event("mega_deal", lab.name, f"{cloud.name}: {ev.gw} GW, {months} months, {ev.chip_kind} chips, "
                     f"{volume:,.0f} H100e at ${price / ec.HOURS_PER_MONTH:.2f}/h", ev.value_usd)
+
+
+def reallocate_foundry(model, wanted: dict) -> None:
+    """Give the vendors in ``wanted`` the foundry shares asked for, taken from the other vendors in proportion
+    to their shares, so that the shares' total stays what it was: foundry capacity is allocated between
+    vendors, never created by an event. What the others cannot give up is not granted (the wanted shares
+    are scaled down to fit the total)."""
+    total = sum(v.foundry_share for v in model.vendors)
+    want = sum(wanted.values())
+    if want > total:
+        wanted = {v: x * total / want for v, x in wanted.items()}
+        want = total
+    others = [v for v in model.vendors if v not in wanted]
+    rest = sum(v.foundry_share for v in others)
+    scale = (total - want) / rest if rest > 0 else 0.0
+    for v in others:
+        v.foundry_share *= scale
+    for v, x in wanted.items():
+        v.foundry_share = x
 
 
 def set_parameter(model, ev) -> None:
@@ -143,13 +162,14 @@ def open_weights(model, ev) -> None:
 
 def ecosystem_shift(model, ev) -> None:
     """Captive silicon catches up faster: its ecosystem gap closes with half-life ``maturity_months`` from
-    now, captive vendors' foundry share x ``capacity_multiplier``, and their generation lag is reset."""
+    now, captive vendors' foundry share x ``capacity_multiplier`` (taken from the merchants' shares, see
+    :func:`reallocate_foundry`), and their generation lag is reset."""
     update_config(model, ev, {"chips.ecosystem_maturity_months": ev.maturity_months})
-    for v in model.vendors:
-        if v.kind == "captive":
-            v.foundry_share = min(1.0, v.foundry_share * ev.capacity_multiplier)
-            if ev.gen_lag_months is not None:
-                v.gen_lag = ev.gen_lag_months
+    captive = [v for v in model.vendors if v.kind == "captive"]
+    reallocate_foundry(model, {v: v.foundry_share * ev.capacity_multiplier for v in captive})
+    for v in captive:
+        if ev.gen_lag_months is not None:
+            v.gen_lag = ev.gen_lag_months
     model.log_event("ecosystem_shift", "environment", f"captive gap half-life {ev.maturity_months} months")
 
 

@@ -84,7 +84,6 @@ class Environment:
         if self.foundry_cut_until >= 0 and t >= self.foundry_cut_until:
             self.foundry_cut = 0.0
         self.foundry_cut_now = self.foundry_cut
-        self.foundry_capacity = self.foundry_base * (1.0 - self.foundry_cut_now)
         if self.inflow_factor_until >= 0 and t >= self.inflow_factor_until:
             self.inflow_factor = 1.0
             self.inflow_factor_until = -1
