@@ -155,6 +155,7 @@ class CloudProvider(MarketAgent):
         self.unmet_ewma = 0.0
         self.spot_sold = 0.0
         self.spot_revenue = 0.0  # spot sales this month, $
+        self._path_cache = None  # (key, capacity path) of capacity_path
         self.delivered = 0.0
         self.capex = 0.0
         self.revenue = 0.0
@@ -194,7 +195,12 @@ class CloudProvider(MarketAgent):
     def capacity_path(self, start: int, months: int) -> np.ndarray:
         """H100e this cloud will have in each month of [start, start + months): the fleet still within its
         life then, plus chips already delivered and waiting for power, plus chips in transit that arrive
-        by then. Chips still on order and power not yet built are not counted."""
+        by then. Chips still on order and power not yet built are not counted. Cached until the fleet, the
+        chips in transit or waiting, or the month change."""
+        key = (start, months, self.model.t, self.v_month.size, self.online, len(self.pending), len(self.stored))
+        hit = self._path_cache
+        if hit is not None and hit[0] == key:
+            return hit[1]
         life = self.model.cfg.cloud_params.life_months
         month = start + np.arange(months)
         alive = (month[:, None] - self.v_month[None, :] < life) @ self.v_h100e
@@ -202,7 +208,9 @@ class CloudProvider(MarketAgent):
         arriving = np.zeros(months)
         for arrival, h, *_ in self.pending:
             arriving[max(arrival - start, 0):] += h
-        return alive + waiting + arriving
+        path = alive + waiting + arriving
+        self._path_cache = (key, path)
+        return path
 
     def effective_factor(self) -> float:
         """H100e a lab gets per nominal H100e of this cloud (captive chips carry an ecosystem discount)."""
