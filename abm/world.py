@@ -147,7 +147,7 @@ class World(mesa.Model):
         # Histories and records.
         self.runs_log: list[dict] = []
         self._recent_runs: deque = deque()
-        self.frontier_hist: list[tuple[float, float]] = []  # (ln best physical run, ln frontier efficiency)
+        self.eff_front_hist: list[float] = []  # ln frontier efficiency (best among alive labs), monthly
         self.q_front_hist: list[float] = []
         self.sector_revenue_hist: list[float] = []
         self.shipments_hist: list[np.ndarray] = []
@@ -361,13 +361,10 @@ class World(mesa.Model):
         """Capacity each cloud has not yet committed in each month of [start, start + months): its capacity
         path (fleet within its life, chips waiting or in transit) less its commitments; array (clouds,
         months), cached per month and contract book."""
-        key = (self.t, self.book.version, start, months, len(self.clouds))
-        hit = self._book_cache.get("free")
-        if hit is None or hit[0] != key:
+        def compute():
             path = np.array([c.capacity_path(start, months) for c in self.clouds]).reshape(len(self.clouds), months)
-            hit = (key, path - self.committed[:, start: start + months])
-            self._book_cache["free"] = hit
-        return hit[1]
+            return path - self.committed[:, start: start + months]
+        return self._cached(f"free {start} {months} {len(self.clouds)}", compute)
 
     def available(self, cloud: CloudProvider, start: int, term: int) -> float:
         """Capacity a cloud can still commit in every month of [start, start + term): the least free
@@ -469,7 +466,7 @@ class World(mesa.Model):
         # Records so far over all labs that ever lived (updated monthly by update_frontier_records).
         self.best_run_flop = max((lab.best_run_flop for lab in self.labs), default=1.0)
         self.best_run_eff_flop = max((lab.best_run_eff_flop for lab in self.labs), default=1.0)
-        self.frontier_hist.append((math.log(self.best_run_flop), max((lab.log_eff for lab in self.labs), default=0.0)))
+        self.eff_front_hist.append(max((lab.log_eff for lab in self.labs), default=0.0))
         # The record run (highest effective FLOP so far): its ln physical FLOP and ln efficiency, one series
         # for both terms of efficiency_share_of_progress.
         best = max(self.labs, key=lambda lab: lab.best_run_eff_flop, default=None)
@@ -488,5 +485,5 @@ class World(mesa.Model):
             self.best_run_flop = max(self.best_run_flop, float(C["best_run_flop"][month].max()))
             self.best_run_eff_flop = max(self.best_run_eff_flop, float(C["best_run_eff_flop"][month].max()))
         log_e = float(C["log_eff"][alive].max()) if alive.size else 0.0
-        self.frontier_hist.append((math.log(self.best_run_flop), log_e))
+        self.eff_front_hist.append(log_e)
         self.record_hist.append(self.record_run_now)

@@ -178,7 +178,7 @@ def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True
 
 
 def _frontier_eff_slope(m) -> float:
-    return _trend([h[1] for h in m.frontier_hist], 36)
+    return _trend(m.eff_front_hist, 36)
 
 
 def _entrants(m) -> None:
