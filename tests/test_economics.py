@@ -24,16 +24,11 @@ price = st.floats(0.0, 100.0, **finite)
 # --------------------------------------------------------------------------------------------- S1 scaling
 
 
-def test_scaling_exponent_besiroglu():
-    """gamma = alpha*beta/(alpha+beta) = 0.3478*0.3658/0.7136 = 0.17829 (Besiroglu et al. 2024)."""
-    assert GAMMA == pytest.approx(0.3478 * 0.3658 / 0.7136, rel=1e-12)
-    assert GAMMA == pytest.approx(0.1783, abs=5e-5)
-
-
-def _min_loss_over_n(c: float) -> float:
+def _min_loss_over_n(c: float, a: float = A_COEF, b: float = B_COEF, alpha: float = ALPHA,
+                     beta: float = BETA) -> float:
     """Minimum over N of A N^-alpha + B (C/6N)^-beta by golden-section search in ln N (convex there)."""
     def f(x):
-        return A_COEF * math.exp(-ALPHA * x) + B_COEF * math.exp(-BETA * (math.log(c / 6.0) - x))
+        return a * math.exp(-alpha * x) + b * math.exp(-beta * (math.log(c / 6.0) - x))
     lo, hi = 0.0, math.log(c / 6.0)
     phi = (math.sqrt(5.0) - 1.0) / 2.0
     for _ in range(200):
@@ -43,6 +38,43 @@ def _min_loss_over_n(c: float) -> float:
         else:
             lo = x1
     return f(0.5 * (lo + hi))
+
+
+def test_scaling_exponent_besiroglu():
+    """Besiroglu et al. (2024): 0.3478 x 0.3658 = 0.12722524, / (0.3478 + 0.3658 = 0.7136) = 0.1782865."""
+    assert GAMMA == pytest.approx(0.1782865, abs=1e-7)
+
+
+@pytest.mark.parametrize("alpha,beta,gamma", [(ALPHA, BETA, 0.1782865), (0.5, 0.5, 0.25), (0.3, 0.6, 0.2),
+                                              (0.6, 0.3, 0.2)])
+def test_scaling_exponent_is_slope_of_numerical_frontier(alpha, beta, gamma):
+    """gamma is minus the slope of ln(min over N of the Chinchilla loss) against ln C, found by search.
+
+    Hand values: 0.25/1.0 = 0.25 for alpha = beta = 0.5; 0.18/0.9 = 0.2 for (0.3, 0.6) in either order.
+    The frontier is a power law in C, so the secant slope is the same over every span of compute.
+    """
+    assert ec.scaling_exponent(alpha, beta) == pytest.approx(gamma, abs=1e-7)
+    cs = [1e20, 1e23, 1e26, 1e29]
+    ln_r = [math.log(_min_loss_over_n(c, alpha=alpha, beta=beta)) for c in cs]
+    for i in range(len(cs) - 1):
+        slope = (ln_r[i + 1] - ln_r[i]) / (math.log(cs[i + 1]) - math.log(cs[i]))
+        assert -slope == pytest.approx(gamma, rel=1e-6)
+
+
+def test_scaling_exponent_limits():
+    """With unlimited data (beta -> inf) only the parameter term is left, so gamma -> alpha; and vice versa."""
+    assert ec.scaling_exponent(0.3, 1e12) == pytest.approx(0.3, rel=1e-9)
+    assert ec.scaling_exponent(1e12, 0.45) == pytest.approx(0.45, rel=1e-9)
+
+
+def test_scaling_coefficient_hand_case():
+    """A = B = 1, alpha = beta = 0.5: N^-1/2 + D^-1/2 with ND = C/6 is least at N = D = (C/6)^1/2 (AM-GM).
+
+    So R(C) = 2 (C/6)^-1/4: G = 2 x 6^0.25 = 3.1301691, and at C = 6e24, R = 2 x (1e24)^-1/4 = 2e-6.
+    """
+    g = ec.scaling_coefficient(1.0, 1.0, 0.5, 0.5)
+    assert g == pytest.approx(3.1301691, abs=1e-7)
+    assert float(ec.reducible_loss(6e24, g, ec.scaling_exponent(0.5, 0.5))) == pytest.approx(2e-6, rel=1e-12)
 
 
 @pytest.mark.parametrize("c", [1e21, 1e24, 1e27])
@@ -170,18 +202,77 @@ def test_allocate_supply_rules():
 # ---------------------------------------------------------------------------------------------- S5 cloud cost
 
 
-def test_annuity_factor():
-    """Zero rate: 1/life. 8%/yr over 60 months: r = 1.08^(1/12)-1, r/(1-1.08^-5) = 0.020143."""
-    assert ec.annuity_factor(0.0, 48) == pytest.approx(1.0 / 48)
-    r = 1.08 ** (1.0 / 12.0) - 1.0
-    assert ec.annuity_factor(0.08, 60) == pytest.approx(r / (1.0 - 1.08**-5), rel=1e-12)
-    assert ec.annuity_factor(0.08, 60) == pytest.approx(0.020143, abs=1e-6)
+def _present_value(payment: float, rate_annual: float, months: int) -> float:
+    """Value today of ``payment`` at the end of each of ``months`` months, discounted at the annual rate."""
+    return sum(payment * (1.0 + rate_annual) ** (-k / 12.0) for k in range(1, months + 1))
 
 
-def test_levelized_cost_sums_parts():
-    """35k$ capex x annuity + 0.7 kW x 1.2 PUE x 730 h x 0.08 $/kWh (= 49.056) + 50 $ opex."""
-    lc = ec.levelized_cost(25_000.0, 10_000.0, 0.08, 60, 0.7, 1.2, 0.08, 50.0)
-    assert lc == pytest.approx(35_000.0 * ec.annuity_factor(0.08, 60) + 49.056 + 50.0, rel=1e-12)
+@pytest.mark.parametrize("rate,life", [(0.08, 60), (0.13, 36), (0.07, 48), (0.25, 12), (0.0, 48)])
+def test_annuity_factor_repays_one_dollar(rate, life):
+    """``life`` monthly payments of the factor, discounted month by month at the annual rate, are worth $1."""
+    assert _present_value(ec.annuity_factor(rate, life), rate, life) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_annuity_factor_hand_values_and_limits():
+    """Hand values and limits of the monthly payment per $ of capex.
+
+    * 12%/yr over 12 months: (1+r)^-12 = 1/1.12, so a = r x 1.12/0.12 with r = 1.12^(1/12) - 1 = 0.00948879:
+      0.0885621.
+    * 8%/yr over 60 months: r = 0.00643403, 1 - 1.08^-5 = 0.3194168, a = 0.0201431.
+    * one month: repay the dollar plus one month's interest, 1.08^(1/12) = 1.0064340.
+    * rate -> 0 tends to (and rate 0 is) straight-line 1/life; life -> inf tends to the monthly interest
+      alone (a perpetuity), 0.0064340.
+    * the payment falls with the life and rises with the rate.
+    """
+    assert ec.annuity_factor(0.12, 12) == pytest.approx(0.0885621, abs=1e-7)
+    assert ec.annuity_factor(0.08, 60) == pytest.approx(0.0201431, abs=1e-7)
+    assert ec.annuity_factor(0.08, 1) == pytest.approx(1.0064340, abs=1e-7)
+    assert ec.annuity_factor(0.0, 48) == pytest.approx(1.0 / 48, rel=1e-12)
+    assert ec.annuity_factor(1e-9, 48) == pytest.approx(1.0 / 48, rel=1e-6)
+    assert ec.annuity_factor(0.08, 6000) == pytest.approx(0.0064340, abs=1e-7)
+    by_life = [ec.annuity_factor(0.08, n) for n in (12, 24, 36, 60, 120)]
+    by_rate = [ec.annuity_factor(r, 60) for r in (0.0, 0.02, 0.08, 0.15, 0.3)]
+    assert np.all(np.diff(by_life) < 0) and np.all(np.diff(by_rate) > 0)
+
+
+# 0.7 kW of IT power x PUE 1.2 x 730 h = 613.2 kWh a month, at 0.08 $/kWh: 49.056 $ of energy per H100e-month.
+LC_ARGS = dict(chip_cost=25_000.0, facility_cost=10_000.0, kw=0.7, pue=1.2, energy_price_kwh=0.08,
+               opex_month=50.0)
+ENERGY_MONTH = 49.056
+
+
+@pytest.mark.parametrize("rate,life", [(0.08, 60), (0.13, 36), (0.0, 48)])
+def test_levelized_cost_breaks_even_over_the_life(rate, life):
+    """A cloud that pays 35k$ up front and charges the levelized cost for ``life`` months, paying energy
+    (49.056 $) and opex (50 $) each month, has a net present value of zero at its discount rate."""
+    lc = ec.levelized_cost(rate_annual=rate, life_months=life, **LC_ARGS)
+    margin = lc - ENERGY_MONTH - 50.0  # what is left each month to repay the capex
+    npv = -35_000.0 + _present_value(margin, rate, life)
+    assert npv == pytest.approx(0.0, abs=1e-6)
+    # A cent more a month would leave a profit, a cent less a loss.
+    assert -35_000.0 + _present_value(margin + 0.01, rate, life) > 0
+    assert -35_000.0 + _present_value(margin - 0.01, rate, life) < 0
+
+
+def test_levelized_cost_hand_value_and_parts():
+    """8%/yr over 60 months: 35k$ x 0.0201431 = 705.007 + 49.056 energy + 50 opex = 804.063 $/H100e-month.
+
+    At zero rate over 50 months: 35,000/50 = 700 + 49.056 + 50 = 799.056. Doubling the energy price or the
+    PUE adds exactly one energy bill (49.056); a dollar of opex adds a dollar; moving capex between chip
+    and facility changes nothing.
+    """
+    lc = ec.levelized_cost(rate_annual=0.08, life_months=60, **LC_ARGS)
+    assert lc == pytest.approx(804.063, abs=1e-3)
+    assert ec.levelized_cost(rate_annual=0.0, life_months=50, **LC_ARGS) == pytest.approx(799.056, rel=1e-12)
+    dear = ec.levelized_cost(rate_annual=0.08, life_months=60, **{**LC_ARGS, "energy_price_kwh": 0.16})
+    assert dear - lc == pytest.approx(ENERGY_MONTH, rel=1e-9)
+    hot = ec.levelized_cost(rate_annual=0.08, life_months=60, **{**LC_ARGS, "pue": 2.4})
+    assert hot - lc == pytest.approx(ENERGY_MONTH, rel=1e-9)
+    opex = ec.levelized_cost(rate_annual=0.08, life_months=60, **{**LC_ARGS, "opex_month": 51.0})
+    assert opex - lc == pytest.approx(1.0, rel=1e-9)
+    moved = ec.levelized_cost(rate_annual=0.08, life_months=60,
+                              **{**LC_ARGS, "chip_cost": 35_000.0, "facility_cost": 0.0})
+    assert moved == pytest.approx(lc, rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------- S6 contracting

@@ -71,17 +71,34 @@ def test_mega_deal_extends_baseline():
         (1.1e11, 120, 5.0, "captive", 48, False)
 
 
-def test_gamma_defaults_to_alpha_beta():
-    scn = load_scenario("baseline")
-    a, b = scn.scaling.alpha, scn.scaling.beta
+@pytest.mark.parametrize("alpha,beta,gamma", [(0.5, 0.5, 0.25), (0.3, 0.6, 0.2), (0.6, 0.3, 0.2), (1.0, 1.0, 0.5)])
+def test_gamma_follows_alpha_and_beta(alpha, beta, gamma):
+    """Unset gamma is the compute exponent of the Chinchilla frontier, alpha*beta/(alpha+beta), by hand:
+    0.25/1 = 0.25, 0.18/0.9 = 0.2 in either order, 1/2 = 0.5. It is symmetric in alpha and beta."""
+    scn = load_scenario("baseline", overrides={"scaling.alpha": alpha, "scaling.beta": beta})
     assert scn.scaling.gamma is None
-    assert scn.gamma == pytest.approx(a * b / (a + b), rel=1e-15)
-    assert scn.gamma == pytest.approx(0.1783, abs=5e-5)  # Besiroglu et al. 2024 values
-    over = load_scenario("baseline", overrides=["scaling.gamma=0.3"])
-    assert over.gamma == 0.3
-    # gamma follows alpha and beta when it is not set.
-    moved = load_scenario("baseline", overrides={"scaling.alpha": 0.5, "scaling.beta": 0.5})
-    assert moved.gamma == pytest.approx(0.25, rel=1e-15)
+    assert scn.gamma == pytest.approx(gamma, abs=1e-12)
+
+
+def test_gamma_defaults_and_override():
+    """Baseline (Besiroglu et al. 2024): 0.3478 x 0.3658 = 0.12722524, / 0.7136 = 0.1782865. An explicit
+    scaling.gamma wins over alpha and beta, also when they are moved in the same overrides."""
+    scn = load_scenario("baseline")
+    assert scn.scaling.gamma is None
+    assert scn.gamma == pytest.approx(0.1782865, abs=1e-7)
+    assert load_scenario("baseline", overrides=["scaling.gamma=0.3"]).gamma == 0.3
+    both = load_scenario("baseline", overrides={"scaling.alpha": 0.5, "scaling.beta": 0.5, "scaling.gamma": 0.3})
+    assert both.gamma == 0.3
+
+
+def test_default_gamma_puts_the_model_on_the_frontier():
+    """The model takes gamma from the scenario and G from the economics; unset, they must describe the same
+    frontier. With A = B = 1 and alpha = beta = 0.5, N^-1/2 + D^-1/2 under ND = C/6 is least at N = D
+    (AM-GM), so R(C) = 2 (C/6)^-1/4: 2e-6 at C = 6e24 and 2e-7 at C = 6e28."""
+    m = ComputeMarket("baseline", overrides={"scaling.A": 1.0, "scaling.B": 1.0, "scaling.alpha": 0.5,
+                                             "scaling.beta": 0.5})
+    assert m.g_coef * 6e24 ** -m.gamma == pytest.approx(2e-6, rel=1e-9)
+    assert m.g_coef * 6e28 ** -m.gamma == pytest.approx(2e-7, rel=1e-9)
 
 
 def test_model_uses_scenario_gamma():
