@@ -71,6 +71,9 @@ class ChipVendor(MarketAgent):
         self.shipped = np.zeros(0)
         self.shipped_month = 0.0
         self.revenue_month = 0.0
+        self.request = self.capacity  # capacity it asks the foundry for this month
+        self.line_target = self.capacity  # a captive line: the capacity its owner has planned so far
+        self.plan = None  # a captive line: (month ready, H100e/month added) of the design under way
 
     @property
     def backlog(self) -> float:
@@ -91,7 +94,12 @@ class ChipVendor(MarketAgent):
         return self.price, self.kw
 
     def update(self) -> None:
-        """Release a new generation when due, update unit cost, kW per H100e and price (phase 2)."""
+        """Release a new generation when due, update unit cost and kW per H100e, and state the capacity it
+        wants to book at the foundry this month (phase 2; the foundry allocates in :meth:`finish`).
+
+        A merchant asks for growth while its backlog exceeds the delivery lag's output; a captive line asks
+        for the capacity its owner has planned (:meth:`CloudProvider.plan_captive_line`), which arrives
+        the design lead time after the decision."""
         m, cfg = self.model, self.model.cfg.chips
         t = m.t
         due = t > self.gen_lag and (t - self.gen_lag) % cfg.generation_months == 0
@@ -102,11 +110,21 @@ class ChipVendor(MarketAgent):
         release = max(self.gen_release, 0)
         self.unit_cost = ec.unit_cost(self.base_cost, release, cfg.annual_cost_decline)
         self.kw = cfg.kw_per_h100e * (1 - cfg.energy_efficiency_gain) ** (release / 12)
-        cap_limit = self.foundry_share * m.env.foundry_base
-        excess = self.backlog / max(self.capacity * cfg.delivery_lag_months, 1.0) - 1.0
-        growth = cfg.vendor_capacity_growth_max * min(max(excess, 0.0), 1.0)
-        self.capacity = min(self.capacity * (1 + growth), cap_limit) if cap_limit > 0 else 0.0
-        # What the foundry actually delivers this month: a foundry shock cuts every vendor's output.
+        if self.kind == "captive":
+            if self.plan is not None and t >= self.plan[0]:
+                self.line_target += self.plan[1]
+                m.log_event("captive_line", self.name, f"line enlarged by {self.plan[1]:.0f} H100e/month",
+                            self.plan[1])
+                self.plan = None
+            self.request = self.line_target
+        else:
+            excess = self.backlog / max(self.capacity * cfg.delivery_lag_months, 1.0) - 1.0
+            self.request = self.capacity * (1 + cfg.vendor_capacity_growth_max * min(max(excess, 0.0), 1.0))
+
+    def finish(self, booked: float) -> None:
+        """Take the foundry capacity booked this month; set output (a foundry shock cuts it), markup, price."""
+        m, cfg = self.model, self.model.cfg.chips
+        self.capacity = booked
         self.output = self.capacity * (1.0 - m.env.foundry_cut_now)
         if self.kind == "merchant":
             self.markup = ec.update_markup(self.markup, self.backlog / max(cfg.delivery_lag_months, 1),
@@ -166,6 +184,7 @@ class CloudProvider(MarketAgent):
         self.demand_hist: list[float] = []
         self.restricted = False
         self.captive_commitment = 0.0  # H100e of committed captive-chip deals not yet ordered
+        self.chip_need_ewma = float(self.v_h100e.sum()) / 24  # chips it wants to order a month (12-month EWMA)
         self.public = spec.kind == "public"
         self.eligible_capital_max = math.inf
         self.budget_month = 0.0
@@ -176,7 +195,8 @@ class CloudProvider(MarketAgent):
         self.unmet_month = 0.0
 
     def demand_growth(self) -> float:
-        """Yearly growth of this cloud's demand (committed plus spot) over the last 12 months."""
+        """Yearly growth of this cloud's paying demand (committed, plus spot while it covers levelized cost) over
+        the last 12 months."""
         h = self.demand_hist
         if len(h) < 13 or h[-13] <= 0:
             return 1.0
@@ -296,17 +316,19 @@ class CloudProvider(MarketAgent):
         financed by cash and debt (phase 3).
 
         Demand now = peak committed volume over the forecast window + spot sales (counted only while the
-        spot price covers the floor) + demand no cloud could serve. It is projected at this cloud's own
-        observed demand growth (capped at 3x a year) to the month a decision taken now would deliver.
+        spot price covers levelized cost, the floor) + demand no cloud could serve. It is projected at the
+        growth of the paying part (committed + counted spot; capped at 3x a year) to the month a decision
+        taken now would deliver.
         """
         m, cc = self.model, self.model.cfg.cloud_params
         t = m.t
         self.capex = 0.0
         h = cc.forecast_months
         committed = float(m.committed[self.idx, t: t + h].max()) if t + h <= m.committed.shape[1] else 0.0
-        spot_value = min(max((m.spot_price_ewma / max(self.floor_price, 1e-9) - 0.8) / 0.4, 0.0), 1.0)
-        demand_now = committed + self.spot_ewma * spot_value + self.unmet_ewma
-        self.demand_hist.append(committed + self.spot_ewma)
+        # Spot sales count as demand for new capacity only while the spot price covers levelized cost.
+        paying = committed + (self.spot_ewma if m.spot_price_ewma >= self.floor_price else 0.0)
+        demand_now = paying + self.unmet_ewma
+        self.demand_hist.append(paying)
         growth = min(max(self.demand_growth(), 1.0), 3.0)
         chip_lead = m.cfg.chips.delivery_lag_months + 2
         build_lead = cc.build_lead_hyperscaler_months if self.kind == "hyperscaler" else cc.build_lead_neocloud_months
@@ -318,6 +340,7 @@ class CloudProvider(MarketAgent):
         pipeline = (sum(p[1] for p in self.pending) + sum(s[0] for s in self.stored) + self.outstanding_orders())
         chip_target = cc.capacity_buffer * demand_now * growth ** (chip_lead / 12)
         chip_gap = max(chip_target - surviving(chip_lead) - pipeline, 0.0)
+        self.chip_need_ewma += (chip_gap - self.chip_need_ewma) / 12.0
         _, price_new, kw_new = self.cheapest_source()
         if self.public:
             # A public programme spends its budget on capacity (keeping six months of running costs).
@@ -357,6 +380,33 @@ class CloudProvider(MarketAgent):
             self.pay_or_borrow("facility_construction", build_cost * scale, "facility_capex")
             self.capex += build_cost * scale
 
+    def plan_captive_line(self) -> None:
+        """An owner plans its captive line (phase 3): when no design is under way, it sizes the line for its
+        own chip need (smoothed, projected at its demand growth to when a design started now would be
+        ready) and starts a design for the difference if the line's saving over the best merchant, per
+        effective H100e over one chip generation of that extra output, pays the up-front design cost."""
+        cv, m = self.captive_vendor, self.model
+        if cv is None or cv.plan is not None or not m.may_buy(self, cv):
+            return
+        cfg = m.cfg.chips
+        lead = cfg.captive_design_lead_months
+        growth = min(max(self.demand_growth(), 1.0), 3.0)
+        add = self.chip_need_ewma * growth ** (lead / 12) - cv.line_target
+        if add <= 0.05 * cv.line_target:
+            return
+        merch = [v.terms_for(self)[0] for v in m.vendors if v.kind == "merchant" and m.may_buy(self, v)]
+        if not merch:
+            return
+        own = cv.unit_cost * (1 + cv.markup) / m.env.ecosystem_factor
+        saving = (min(merch) - own) * add * cfg.generation_months
+        if saving <= cfg.captive_design_cost_usd:
+            return
+        self.pay_or_borrow("chip_design", cfg.captive_design_cost_usd, "captive_design")
+        self.capex += cfg.captive_design_cost_usd
+        cv.plan = (m.t + lead, add)
+        m.log_event("captive_design", self.name, f"{cv.name} +{add:.0f} H100e/month from month {m.t + lead}",
+                    cfg.captive_design_cost_usd)
+
     def split_order(self, gap: float):
         """Split an order between the captive vendor and merchants (see the comment on captive chips)."""
         m = self.model
@@ -370,7 +420,8 @@ class CloudProvider(MarketAgent):
         if cv is not None and cv.alive and m.may_buy(self, cv):
             # Captive chips when they are cheaper per effective H100e (within what the line can deliver
             # soon), and always for the volume of a committed captive-chip deal not yet ordered.
-            room = max(cv.capacity * (lag + 2) - cv.backlog, 0.0) if cv.price / f <= best_merchant else 0.0
+            room = max(cv.capacity * (lag + 2) - cv.backlog, 0.0) if cv.terms_for(self)[0] / f <= best_merchant \
+                else 0.0
             q = min(rest, max(room, self.captive_commitment))
             if q > 0:
                 out.append((cv, q))
@@ -469,6 +520,7 @@ class Lab(MarketAgent):
         self.run_hw_flop = 0.0
         self.run_cost = 0.0
         self.run_start = model.t
+        self.run_len = model.cfg.training.run_months
         self.last_run_cost = 0.0
         self.cap_train_spend = 0.0
         self.compute = 0.0

@@ -264,6 +264,41 @@ def expected_price_path(current: float, months: int, annual_decline: float) -> f
 # ---------------------------------------------------------------------------------------------------------
 
 
+def allocate_by_entitlement(total: float, shares, requests):
+    """Split ``total`` capacity over requests: each claimant first gets up to its entitlement share x total;
+    capacity left unused is re-offered to the claimants still short, in proportion to their shares
+    (water-filling). Never more than a request; never more than ``total`` in all."""
+    shares = np.maximum(np.asarray(shares, dtype=float), 0.0)
+    req = np.maximum(np.asarray(requests, dtype=float), 0.0)
+    out = np.minimum(req, shares * total)
+    for _ in range(req.size):
+        left = total - out.sum()
+        short = (req - out > 1e-9) & (shares > 0)
+        if left <= 1e-9 or not short.any():
+            break
+        w = np.where(short, shares, 0.0)
+        out = np.minimum(req, out + left * w / w.sum())
+    return out
+
+
+def background_demand(price, volume: float, p_ref: float, elasticity: float, choke: float, lowest: float):
+    """Background buyers' demand at ``price`` (H100e): their values per H100e are Pareto-distributed with shape
+    ``elasticity`` and cut at the ``choke`` price, so Q(p) = V·((p/p_ref)^-e − c)/(1 − c) with c = (choke/p_ref)^-e:
+    Q(p_ref) = V, Q(choke) = 0, and demand is saturated (the workload is finite) below the ``lowest`` value."""
+    p = np.clip(np.asarray(price, dtype=float), lowest, choke)
+    c = (choke / p_ref) ** (-elasticity)
+    return volume * ((p / p_ref) ** (-elasticity) - c) / (1.0 - c)
+
+
+def background_bids(volume: float, p_ref: float, elasticity: float, choke: float, lowest: float, steps: int = 32):
+    """The background demand curve as ``steps`` bids at prices spaced evenly in log between the choke price and
+    the lowest value; each bid holds the buyers whose value lies between its price and the next higher one.
+    Returns (prices, quantities), prices descending; quantities sum to Q(lowest)."""
+    prices = np.geomspace(choke, lowest, steps + 1)[1:]
+    cum = background_demand(prices, volume, p_ref, elasticity, choke, lowest)
+    return prices, np.diff(np.concatenate(([0.0], cum)))
+
+
 def clear_spot_market(bid_price, bid_qty, ask_price, ask_qty):
     """Uniform-price double auction over bids and asks (sorted arrays; vectorised).
 
@@ -308,21 +343,20 @@ def clear_spot_market(bid_price, bid_qty, ask_price, ask_qty):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def allocate_capital(funds: float, scores, asks, kappa: float, weight_by_ask: bool = False):
-    """Split investor ``funds`` across seekers in proportion to score^kappa, capped at each one's ask.
+def allocate_capital(funds: float, weights, asks, kappa: float):
+    """Spread investor ``funds`` over the dollars asked, each dollar weighted by its round's weight^kappa:
+    a seeker gets funds in proportion to ask x weight^kappa, capped at its ask.
 
-    With ``weight_by_ask`` the weights are score^kappa x sqrt(ask): larger rounds draw more money, less than
-    in proportion, tilted toward the better-scored (the model's default).
-
-    kappa > 1 is preferential attachment (the best-scored get more than proportionally). Funds freed by
-    caps are re-offered to the uncapped (water-filling); the total never exceeds ``funds`` or the asks.
+    With equal weights every round gets the same fraction of its ask; kappa > 1 is preferential attachment
+    (the best-weighted get more than proportionally). Funds freed by caps are re-offered to the uncapped
+    (water-filling); the total never exceeds ``funds`` or the asks.
     """
-    scores = np.maximum(np.asarray(scores, dtype=float), 0.0)
+    weights = np.maximum(np.asarray(weights, dtype=float), 0.0)
     asks = np.maximum(np.asarray(asks, dtype=float), 0.0)
     out = np.zeros_like(asks)
     if funds <= 0 or asks.sum() <= 0:
         return out
-    w = np.where(asks > 0, scores**kappa * (np.sqrt(asks / asks.max()) if weight_by_ask else 1.0), 0.0)
+    w = np.where(asks > 0, asks * weights**kappa, 0.0)
     remaining = float(funds)
     open_ = (asks > 0) & (w > 0)
     for _ in range(len(asks) + 1):
@@ -337,10 +371,33 @@ def allocate_capital(funds: float, scores, asks, kappa: float, weight_by_ask: bo
     return out
 
 
-def investor_score(q_gap, revenue_growth, scale: float):
-    """Investors' score of a fundraising lab: exp(-capability gap to the frontier / scale) x (1 + growth)."""
-    return np.exp(-np.maximum(np.asarray(q_gap, dtype=float), 0.0) / scale) * (
-        1.0 + np.clip(np.asarray(revenue_growth, dtype=float), 0.0, 10.0))
+def reachable_capability(budget, efficiency, g_coef: float, gamma: float, flop_per_unit: float,
+                         price_per_unit: float, compute_share: float, final_run_share: float):
+    """Capability of the final run a ``budget`` buys: the inverse of :func:`capital_to_reach` (divided by the
+    final-run share). The compute share of the budget at ``price_per_unit`` buys H100e-months, the final
+    run gets ``final_run_share`` of them, and the lab's efficiency turns physical into effective FLOP."""
+    phys = np.maximum(np.asarray(budget, dtype=float), 0.0) * compute_share * final_run_share \
+        / max(price_per_unit, 1e-12) * flop_per_unit
+    return capability(np.maximum(phys * np.asarray(efficiency, dtype=float), 1.0), g_coef, gamma)
+
+
+def firm_value(q_gap, z_others, theta: float, demand_ahead: float, revenue_multiple: float):
+    """Value of a lab ``q_gap`` capability from the frontier (<= 0 behind it): its logit revenue share
+    exp(theta q_gap) / (z_others + exp(theta q_gap)) of the end-user demand expected a year ahead, at
+    ``revenue_multiple`` x annual revenue."""
+    e = np.exp(theta * np.asarray(q_gap, dtype=float))
+    return revenue_multiple * 12.0 * demand_ahead * e / (np.asarray(z_others, dtype=float) + e)
+
+
+def expected_return(value_funded, value_unfunded, ask):
+    """Investors' expected value per dollar of a round (S8). The round creates the surplus
+    value_funded - value_unfunded - ask; founders (or existing shareholders) and investors split it
+    equally (Nash bargaining, both outside options being to walk away), so a dollar returns
+    (value_funded - value_unfunded + ask) / (2 ask). Above 1 exactly when the money creates more value
+    than it costs."""
+    ask = np.maximum(np.asarray(ask, dtype=float), 1.0)
+    gain = np.asarray(value_funded, dtype=float) - np.asarray(value_unfunded, dtype=float)
+    return (gain + ask) / (2.0 * ask)
 
 
 # ---------------------------------------------------------------------------------------------------------

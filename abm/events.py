@@ -60,6 +60,7 @@ def mega_deal(model, ev) -> None:
         # The cloud orders the deal's chips from its own line, which books the foundry capacity to make
         # them over the ramp (on top of its share for the cloud's other needs), taken from the other vendors.
         cloud.captive_commitment += volume
+        vendor.line_target += volume / max(ramp, 1)  # the deal enlarges the line by its monthly volume
         reallocate_foundry(model, {vendor: vendor.foundry_share + volume / max(ramp, 1) / model.env.foundry_base})
 
     model.log_event("mega_deal", lab.name, f"{cloud.name}: {ev.gw} GW, {months} months, {ev.chip_kind} chips, "

@@ -18,7 +18,7 @@ import numpy as np
 # External accounts: sources (money enters the market) and sinks (money leaves it).
 SOURCES = ("endowment", "end_users", "investors", "lenders", "parent_companies", "other_compute_buyers",
            "government")
-SINKS = ("chip_production", "facility_construction", "energy", "opex", "interest", "rd_staff")
+SINKS = ("chip_production", "facility_construction", "energy", "opex", "interest", "rd_staff", "chip_design")
 
 
 class Ledger:

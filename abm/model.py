@@ -50,6 +50,7 @@ class ComputeMarket(World):
         self.start_frontier_records()
         self.datacollector = mesa.DataCollector(model_reporters={
             "lab_hhi_compute": lambda m: m.latest("lab_hhi_compute"),
+            "lab_hhi_capital": lambda m: m.latest("lab_hhi_capital"),
             "entry_barrier_usd": lambda m: m.latest("entry_barrier_usd"),
             "frontier_capability": lambda m: m.latest("frontier_capability"),
             "spot_price_usd_per_h100e_hour": lambda m: m.latest("spot_price_usd_per_h100e_hour"),
@@ -157,8 +158,10 @@ class ComputeMarket(World):
             self.env.update(self.t, self.sentiment)
 
     def phase_vendors(self) -> None:
-        """Phase 2: each vendor releases generations, sets its cost, capacity and price."""
+        """Phase 2: each vendor releases generations, sets its cost and asks for foundry capacity; the foundry
+        allocates; each vendor sets its output and price."""
         self.agents_by_type[ChipVendor].shuffle_do("update")
+        chips.book_foundry(self)
 
     def phase_clouds(self) -> None:
         """Phase 3: clouds bring capacity online, set floor prices and plan capacity."""
@@ -166,6 +169,7 @@ class ComputeMarket(World):
         clouds.shuffle_do("bring_online")
         clouds.do("set_prices")
         clouds.shuffle_do("plan_capacity")
+        clouds.do("plan_captive_line")
         self.capex_month = sum(c.capex for c in self.clouds)
 
     def phase_labs(self) -> None:

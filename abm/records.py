@@ -42,6 +42,7 @@ def record_agents(m, month: np.ndarray) -> None:
         np.exp(C["log_eff"][month]),
         np.concatenate([C["market_share"][month], [a.market_share for a in others]]),
         owed,
+        C["cloud_equity"][month].copy(),
     ))
 
 
@@ -49,14 +50,15 @@ def iter_agent_rows(m):
     """Rows of agents.csv, month by month: every agent active that month (labs that exited earlier are
     left out)."""
     start = m.cfg.run.start
-    for t, agents, alive, cash, raised, h100e, revenue, capability, efficiency, share, owed in m.agent_frames:
+    for t, agents, alive, cash, raised, h100e, revenue, capability, efficiency, share, owed, cloud_eq in m.agent_frames:
         month = month_label(start, t)
         n_labs = capability.size
         for i, a in enumerate(agents):
             lab = i < n_labs
             yield (month, t, a.unique_id, a.name, a.type_name, a.kind, bool(alive[i]), float(cash[i]),
                    float(raised[i]), float(h100e[i]), float(revenue[i]), float(capability[i]) if lab else "",
-                   float(efficiency[i]) if lab else "", float(share[i]), float(owed[i]) if lab else "")
+                   float(efficiency[i]) if lab else "", float(share[i]), float(owed[i]) if lab else "",
+                   float(cloud_eq[i]) if lab else "")
 
 
 def _names(m) -> dict[int, str]:

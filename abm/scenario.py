@@ -82,7 +82,9 @@ class DemandCfg(_Section):
                                   "run-rates (Epoch AI companies data)", gt=0)
     growth_annual: float = _f(2.5, "x/yr", "about 2.5x a year early on (lab revenue growth 2023-24, Epoch AI companies data)", gt=0)
     growth_halflife_years: float = _f(4.0, "years", "half-life of the log growth rate (slowing)", gt=0)
-    theta: float = _f(3.0, "1/capability", "logit weight of capability", ge=0)
+    theta: float = _f(10.0, "1/capability", "logit weight of capability; calibrated so that the top lab holds "
+                      "0.6-0.75 of lab revenue at 2024-12 (Epoch AI companies data: OpenAI $3.7-5.5B, Anthropic "
+                      "$1.0B, xAI $0.1B run-rate)", ge=0)
     eta: float = _f(1.5, "-", "logit price elasticity", ge=0)
     outside_utility: float = _f(-4.0, "-", "utility of the outside option relative to the frontier lab", ge=-50,
                                 le=50)
@@ -110,6 +112,12 @@ class ChipsCfg(_Section):
     kw_per_h100e: float = _f(1.453, "kW", "Epoch: 1,453 W IT power per H100 all-in", gt=0)
     energy_efficiency_gain: float = _f(0.25, "1/yr", "fall of kW per H100e for new chips (Epoch: 50%/yr "
                                        "FLOP/W; damped for all-in power)", ge=0, lt=1)
+    captive_design_lead_months: int = _f(18, "months", "from a cloud's decision to enlarge its captive line to "
+                                         "volume output (Google TPU v1: 15 months from start to deployment, "
+                                         "Jouppi et al. 2017; AWS Trainium2: announced 2023-11, generally "
+                                         "available 2024-12)", ge=1, le=60)
+    captive_design_cost_usd: float = _f(5.4e8, "$", "up-front cost of a captive chip design and its "
+                                        "masks (IBS: ~$540M for a 5 nm chip)", ge=0)
     generation_months: int = _f(24, "months", "a new generation every 18-30 months (Nvidia A100 2020, H100 2022, B200 2024)", ge=6, le=60)
     vendor_capacity_growth_max: float = _f(0.08, "1/month", "max monthly growth of a vendor's capacity", ge=0,
                                            le=1)
@@ -146,12 +154,14 @@ class ContractingCfg(_Section):
                          "obligations reach", gt=0, le=2)
     min_deal_h100e: float = _f(50.0, "H100e", "smallest reserved contract a cloud signs", ge=0)
     spot_risk_premium: float = _f(0.25, "-", "premium a lab would pay to avoid spot availability risk", ge=0)
-    forward_price_decline: float = _f(0.25, "1/yr", "expected fall of spot prices (chip cost decline)", ge=0,
+    forward_price_decline: float = _f(0.25, "1/yr", "prior of the expected yearly fall of spot "
+                                  "prices, replaced by the observed trend over the first year (Epoch: GPU "
+                                  "price-performance ~30%/yr)", ge=0,
                                       lt=1)
 
 
 class TrainingCfg(_Section):
-    run_months: int = _f(6, "months", "length of a lab's training run", ge=1, le=36)
+    run_months: int = _f(6, "months", "length of a lab's first training run (later ones: 1/g, S1)", ge=1, le=36)
     final_run_share: float = _f(0.06, "-", "share of training compute in the final run (rest: experiments); "
                                 "calibrated to Epoch's largest runs 2024 (~5e25-1e26 FLOP)", gt=0, le=1)
     wind_down_cash_usd: float = _f(2.0e6, "$", "a lab with less cash, no compute and no income winds down", ge=0)
@@ -162,9 +172,12 @@ class CapitalCfg(_Section):
     inflow_growth_annual: float = _f(1.6, "x/yr", "initial growth of investor inflow", gt=0)
     inflow_growth_halflife_years: float = _f(3.0, "years", "half-life of the inflow's log growth", gt=0)
     sentiment_elasticity: float = _f(0.5, "-", "inflow response to sector revenue growth vs plan", ge=0)
-    kappa: float = _f(1.5, "-", "preferential-attachment exponent of investors", ge=0, le=10)
-    score_scale: float = _f(0.25, "capability", "capability gap that divides the score by e", gt=0)
-    revenue_multiple: float = _f(25.0, "x", "valuation / annualised revenue", gt=0)
+    kappa: float = _f(1.5, "-", "preferential attachment: investors split the pool in proportion to expected "
+                      "return^kappa (calibration flag)", ge=0, le=10)
+    hurdle_multiple: float = _f(1.0, "x", "least expected value per dollar at which investors fund a round "
+                                "(calibration flag)", ge=0)
+    revenue_multiple: float = _f(25.0, "x", "valuation / annualised revenue (OpenAI $157B on ~$4B run-rate "
+                                 "revenue, 2024-10; Anthropic $61.5B on ~$1.4B, 2025-03: 25-45x)", gt=0)
     target_runway_months: float = _f(24.0, "months", "runway a lab raises for", gt=0)
     raise_trigger_months: float = _f(12.0, "months", "runway below which a lab seeks funds", gt=0)
     spend_growth_annual: float = _f(2.4, "x/yr", "Cottier et al.: frontier cost growth 2.4x/yr, a lab's "
@@ -174,14 +187,25 @@ class CapitalCfg(_Section):
 
 class EntryCfg(_Section):
     rate_per_month: float = _f(0.5, "1/month", "Poisson rate of potential entrants at base sentiment", ge=0)
-    seed_capital_median_usd: float = _f(1.0e8, "$", "median seed round of a new lab", gt=0)
+    seed_capital_median_usd: float = _f(1.0e9, "$", "median seed round a new lab asks for at the 2024-01 "
+                                        "investor inflow; it scales with the inflow (and so with sentiment). "
+                                        "Safe Superintelligence $1B (2024-09), Thinking Machines Lab $2B "
+                                        "(2025-07), Mistral EUR 385M (2023-12)", gt=0)
     seed_capital_sigma: float = _f(1.0, "-", "lognormal sigma of seed capital", ge=0)
     efficiency_fraction_lo: float = _f(0.3, "-", "starting efficiency as a fraction of the frontier's", gt=0,
                                        le=1)
     efficiency_fraction_hi: float = _f(0.9, "-", "", gt=0, le=1)
     planning_horizon_months: int = _f(24, "months", "horizon to reach a viable capability", ge=1)
     viable_gap: float = _f(0.6, "capability", "viable = within this gap of the frontier", ge=0)
-    reach_multiple: float = _f(4.0, "x", "capital an entrant can raise in follow-ons, x seed", ge=1)
+    frontier_compute_growth_prior: float = _f(4.5, "x/yr", "prior of the frontier's training compute growth, "
+                                              "replaced by the observed frontier trend over the first 36 months "
+                                              "(Epoch AI 2024: 4-5x/yr, 2010-2024)", gt=0)
+    efficiency_growth_prior: float = _f(2.83, "x/yr", "prior of the frontier's algorithmic efficiency growth, "
+                                        "replaced likewise (Ho et al. 2024: compute to reach a given "
+                                        "performance halves every ~8 months, 2^(12/8))", gt=0)
+    open_model_lag_months: int = _f(12, "months", "an entrant starts from the best open model, which matches "
+                                    "the frontier of this many months ago (Epoch AI 2024: open models lag "
+                                    "closed ones by 5-22 months, about a year)", ge=0, le=120)
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -191,12 +215,24 @@ class EntryCfg(_Section):
 
 class BackgroundCfg(_Section):
     volume_h100e: float = _f(6.0e5, "H100e", "non-lab AI compute demand (enterprise, inference at others), "
-                             "at the reference price", ge=0)
-    growth_annual: float = _f(1.6, "x/yr", "growth of background demand at the reference price", gt=0)
-    elasticity: float = _f(1.2, "-", "price elasticity of background demand", gt=0)
+                             "at the reference price; its value x the reference price is the buyers' budget there "
+                             "(calibration flag)", ge=0)
+    growth_annual: float = _f(1.6, "x/yr", "growth of the background workload at given values (calibration flag)",
+                              gt=0)
+    elasticity: float = _f(1.2, "-", "price elasticity of background demand: the Pareto shape of the buyers' "
+                           "values per H100e (calibration flag)", gt=0)
     reference_price_usd_hour: float = _f(2.5, "$/H100e-hour", "Epoch: H100 spot $2-4/h in 2024", gt=0)
-    price_decline_annual: float = _f(0.25, "1/yr", "fall of what background buyers pay per H100e as newer "
-                                     "chips make an H100e worth less (Epoch: 30%/yr cost decline)", ge=0, lt=1)
+    choke_price_usd_hour: float = _f(12.0, "$/H100e-hour", "no background buyer values an H100e-hour above this: "
+                                     "the 2023 on-demand list price of an H100 (AWS p5.48xlarge $98.32/h for 8 GPUs)",
+                                     gt=0)
+    lowest_value_usd_hour: float = _f(0.8, "$/H100e-hour", "value of the least valuable background workload; below "
+                                      "it demand is saturated (finite workload) (calibration flag)", gt=0)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        _ordered(self, "lowest_value_usd_hour", "reference_price_usd_hour")
+        _ordered(self, "reference_price_usd_hour", "choke_price_usd_hour")
+        return self
 
 
 class PolicyCfg(_Section):
@@ -219,7 +255,8 @@ class VendorSpec(_Section):
     kind: Literal["merchant", "captive"]
     owner: str | None = _f(None, "-", "cloud that owns a captive vendor")
     capacity_h100e_month: float = _f(..., "H100e/month", "production capacity", ge=0)
-    foundry_share: float = _f(..., "-", "share of foundry capacity it can book", ge=0, le=1)
+    foundry_share: float = _f(..., "-", "share of foundry capacity it is entitled to book; capacity others leave "
+                              "unused is re-offered to those short", ge=0, le=1)
     base_cost_usd_per_h100e: float = _f(8000.0, "$/H100e", "cost of an H100e: price $33.8k (Epoch) at a "
                                         "~75% margin", gt=0)
     markup: float = _f(3.0, "x", "initial markup over cost", ge=0)

@@ -46,7 +46,6 @@ class Environment:
         self.foundry_base = cfg.chips.foundry_capacity_h100e_month
         self.inflow_base = cfg.capital.inflow_usd_month
         self.background = cfg.background.volume_h100e
-        self.background_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
         self.rd_half = cfg.efficiency.rd_half_usd
         self.eco_gap = 1.0 - cfg.chips.ecosystem_factor
         self.foundry_cut = 0.0
@@ -70,7 +69,6 @@ class Environment:
         self.inflow_base *= math.exp(self._rate(c.capital.inflow_growth_annual,
                                                 c.capital.inflow_growth_halflife_years, k))
         self.background *= c.background.growth_annual ** (1 / 12)
-        self.background_price *= (1 - c.background.price_decline_annual) ** (1 / 12)
         self.rd_half *= c.efficiency.rd_cost_growth_annual ** (1 / 12)
         self.eco_gap *= 0.5 ** (1 / c.chips.ecosystem_maturity_months)
         self.t += 1
@@ -131,6 +129,8 @@ class World(mesa.Model):
         # Prices and signals every agent sees.
         self.spot_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
         self.spot_price_ewma = self.spot_price
+        self.spot_ewma_hist: list[float] = []  # smoothed spot price after each month's clearing
+        self.price_decline_expected = cfg.contracting.forward_price_decline  # see markets.spot.update_expectations
         self.reserved_price_month = float("nan")
         self.reserved_ref = self.spot_price * 0.8
         self.train_fraction_est = 0.6

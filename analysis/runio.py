@@ -29,6 +29,7 @@ from abm.scenario import Scenario, to_toml
 AGENT_COLUMNS = [
     "month", "step", "agent_id", "name", "type", "kind", "alive", "cash_usd", "capital_raised_usd", "h100e",
     "revenue_usd", "capability", "efficiency", "market_share", "obligations_usd",
+    "cloud_equity_usd",
 ]
 EVENT_COLUMNS = ["month", "step", "event", "agent", "detail", "value_usd"]
 RUN_COLUMNS = ["step", "lab", "physical_flop", "effective_flop", "cost_usd", "capability"]

@@ -66,7 +66,6 @@ def test_utilization_splits_into_labs_and_background():
             pytest.approx(row["cloud_utilization"], rel=1e-12)
         assert row["cloud_utilization_background"] >= 0 and row["cloud_utilization_labs"] > 0
     assert any(row["cloud_utilization_background"] > 0 for row in m.rows)
-    # With no trend to project in the first month, both entry barriers agree; later the projection differs.
-    first, last = m.rows[0], m.rows[-1]
-    assert first["entry_barrier_usd"] == pytest.approx(first["entry_barrier_now_usd"], rel=1e-12)
-    assert last["entry_barrier_usd"] != pytest.approx(last["entry_barrier_now_usd"], rel=1e-3)
+    # The projected barrier looks ahead from the first month (its trend starts from the data's prior), so it is
+    # above today's in every month.
+    assert all(row["entry_barrier_usd"] > row["entry_barrier_now_usd"] for row in m.rows)

@@ -367,13 +367,68 @@ def test_allocate_capital_bounds(funds, seekers, kappa):
 
 
 def test_allocate_capital_kappa():
-    """Uncapped split is funds x s^kappa / sum: scores (1,2) give 2/3 at kappa=1, 4/5 at kappa=2, equal at 0."""
+    """Uncapped, each seeker gets funds x ask x w^kappa / sum. Equal asks: weights (1,2) give 1/3-2/3 at
+    kappa=1, 1/5-4/5 at kappa=2, equal at 0. Equal weights: the split follows the asks (each round gets the
+    same fraction of its ask)."""
     big = [1e9, 1e9]
     assert ec.allocate_capital(90.0, [1.0, 2.0], big, 1.0) == pytest.approx([30.0, 60.0])
     assert ec.allocate_capital(100.0, [1.0, 2.0], big, 2.0) == pytest.approx([20.0, 80.0])
     assert ec.allocate_capital(90.0, [1.0, 5.0, 10.0], [1e9] * 3, 0.0) == pytest.approx([30.0] * 3)
-    # Water-filling: the capped seeker's excess goes to the other (10 capped at 10, rest 90 to the other).
-    assert ec.allocate_capital(100.0, [1.0, 1.0], [10.0, 1e9], 1.0) == pytest.approx([10.0, 90.0])
+    assert ec.allocate_capital(40.0, [3.0, 3.0], [100.0, 300.0], 1.5) == pytest.approx([10.0, 30.0])
+    # Water-filling: a seeker capped at its ask leaves the rest to the other (asks 20 and 200, weights 2 and
+    # 1, kappa 2: the split of 100 would be 100 x 80/280 = 28.6 to the first, capped at 20; 80 to the other).
+    assert ec.allocate_capital(100.0, [2.0, 1.0], [20.0, 200.0], 2.0) == pytest.approx([20.0, 80.0])
+    # Below the caps the split is 60 x 80/280 and 60 x 200/280.
+    assert ec.allocate_capital(60.0, [2.0, 1.0], [20.0, 200.0], 2.0) == pytest.approx([60 * 80 / 280, 60 * 200 / 280])
+
+
+def test_expected_return_is_half_the_surplus_per_dollar():
+    """A round creating no value beyond its money returns exactly 1 per dollar; $30 of value created on $10
+    asked leaves a surplus of 20, half to investors: (10 + 10)/10 = 2; value destroyed returns below 1."""
+    assert ec.expected_return(110.0, 100.0, 10.0) == pytest.approx(1.0)
+    assert ec.expected_return(130.0, 100.0, 10.0) == pytest.approx(2.0)
+    assert ec.expected_return(100.0, 100.0, 10.0) == pytest.approx(0.5)
+    assert ec.expected_return(25.0, 0.0, 5.0) == pytest.approx(3.0)
+
+
+def test_firm_value_logit_share():
+    """At the frontier (gap 0) with z_others = 1 the share is 1/2: value = 25 x 12 x 0.5 x demand. A gap of
+    ln(3)/theta behind gives e^-ln3 = 1/3, share (1/3)/(1 + 1/3) = 1/4."""
+    assert ec.firm_value(0.0, 1.0, 10.0, 2.0, 25.0) == pytest.approx(25 * 12 * 0.5 * 2.0)
+    assert ec.firm_value(-math.log(3.0) / 10.0, 1.0, 10.0, 2.0, 25.0) == pytest.approx(25 * 12 * 0.25 * 2.0)
+    gaps = np.linspace(-2, 0, 9)
+    assert np.all(np.diff(ec.firm_value(gaps, 3.0, 5.0, 1.0, 10.0)) > 0)
+
+
+@given(st.floats(1e6, 1e12, **finite), st.floats(0.1, 10.0, **finite))
+def test_reachable_capability_inverts_capital_to_reach(budget, eff):
+    """The capability a budget reaches costs exactly that budget (capital_to_reach / final-run share)."""
+    g, gam, fpu, price, cs, frs = 1.0e3, 0.18, 1.0e21, 1500.0, 0.65, 0.06
+    q = float(ec.reachable_capability(budget, eff, g, gam, fpu, price, cs, frs))
+    assert ec.capital_to_reach(q, eff, g, gam, fpu, price, cs) / frs == pytest.approx(budget, rel=1e-9)
+
+
+def test_allocate_by_entitlement():
+    """Shares 0.5/0.3/0.2 of 100: requests (10, 50, 50): the first takes 10 of its 50; 40 unused goes to the
+    two short ones 3:2 -> 30 + 24 = 54 > 50, so the second is capped at 50 and the third gets the last 40."""
+    out = ec.allocate_by_entitlement(100.0, [0.5, 0.3, 0.2], [10.0, 50.0, 50.0])
+    assert out == pytest.approx([10.0, 50.0, 40.0])
+    # Within entitlements nothing is re-offered; never more than requested or than the total.
+    assert ec.allocate_by_entitlement(100.0, [0.5, 0.5], [20.0, 30.0]) == pytest.approx([20.0, 30.0])
+    big = ec.allocate_by_entitlement(100.0, [0.7, 0.3], [1e9, 1e9])
+    assert big == pytest.approx([70.0, 30.0]) and big.sum() == pytest.approx(100.0)
+
+
+def test_background_demand_curve():
+    """Q(p_ref) = V, Q(choke) = 0, saturated below the lowest value, and the step bids add up to Q(lowest)."""
+    v, pref, e, choke, low = 1000.0, 2.5, 1.2, 12.0, 0.8
+    assert ec.background_demand(pref, v, pref, e, choke, low) == pytest.approx(v)
+    assert ec.background_demand(choke, v, pref, e, choke, low) == pytest.approx(0.0, abs=1e-9)
+    assert ec.background_demand(0.1, v, pref, e, choke, low) == pytest.approx(ec.background_demand(low, v, pref, e,
+                                                                                                     choke, low))
+    p, q = ec.background_bids(v, pref, e, choke, low)
+    assert np.all(np.diff(p) < 0) and np.all(q >= 0)
+    assert q.sum() == pytest.approx(ec.background_demand(low, v, pref, e, choke, low))
 
 
 # ---------------------------------------------------------------------------------------------------- S9 entry

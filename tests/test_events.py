@@ -225,7 +225,7 @@ def test_public_compute_lowers_the_entry_price_of_eligible_entrants():
 
 
 def test_captive_mega_deal_is_built_on_the_clouds_own_chips():
-    """A captive-chip deal books foundry share for the cloud's line and raises captive shipments."""
+    """A captive-chip deal books foundry share for the cloud's line and raises its line's shipments."""
     base = ComputeMarket("baseline", overrides={"run.months": 48}, rng=4)
     deal = ComputeMarket("mega_deal", overrides={"run.months": 48}, rng=4)
     share0 = by_name(deal.vendors, "Trainium").foundry_share
@@ -238,4 +238,8 @@ def test_captive_mega_deal_is_built_on_the_clouds_own_chips():
     assert by_name(deal.vendors, "Trainium").foundry_share > share0
     assert sum(v.foundry_share for v in deal.vendors) == pytest.approx(sum(v.foundry_share for v in base.vendors))
     assert aws.captive_commitment < committed - 1e6  # ordered from the captive line as the cloud builds
-    assert deal.rows[-1]["captive_share_shipments"] > base.rows[-1]["captive_share_shipments"] + 0.05
+    # The deal's line ships more over the two years after the deal than the same line without it (owners
+    # also enlarge captive lines in the baseline, so the comparison is with the line, not the share).
+    j = [v.name for v in deal.vendors].index("Trainium")
+    shipped = [sum(h[j] for h in m.shipments_hist[24:]) for m in (base, deal)]
+    assert shipped[1] > 1.5 * shipped[0] > 0

@@ -2,24 +2,30 @@
 
 Each month (phase 6) investors pay their inflow into a pool; hyperscalers with cash first take equity in
 fundraising labs for committed spend on their own capacity (:func:`equity_for_compute`); the pool is then
-allocated to the labs still seeking by score^kappa (:func:`abm.economics.allocate_capital`), and a share of
-what is left flows out as dry powder. Investor sentiment, which scales inflow and entry, is updated at the
+allocated over the rounds of the labs still seeking and the seed rounds of potential entrants alike, by
+expected return^kappa above a hurdle (:func:`expected_returns`, :func:`abm.economics.allocate_capital`);
+entrants whose seed closed enter (:func:`abm.markets.entry.admit`), and a share of what is left flows out
+as dry powder. Investor sentiment, which scales inflow and entry, is updated at the
 end of the month from sector revenue growth (:func:`update_sentiment`).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import economics as ec
 from ..agents import Lab
+from . import entry
 from .contracting import quote_price
 
 EQUITY_RAMP_MONTHS = 6  # months over which an equity-for-compute deal's volume ramps up (no source; ODD S8)
 
 
 def clear(m) -> None:
-    """Investor inflow, allocation to fundraising labs by score^kappa, and equity-for-compute offers."""
+    """Investor inflow; equity-for-compute offers; the pool allocated over incumbents' rounds and potential
+    entrants' seed rounds alike, by expected return^kappa above the hurdle; dry powder flows out."""
     cap = m.cfg.capital
     led = m.ledger
     led.transfer("investors", "investor_pool", m.env.inflow, "investor_inflow")
@@ -30,29 +36,83 @@ def clear(m) -> None:
     if seekers.size:
         equity_for_compute(m, [m.labs[i] for i in seekers.tolist()])
         seekers = seekers[C["seeking"][seekers]]
-    if seekers.size:
-        labs = [m.labs[i] for i in seekers.tolist()]
-        gap = C["capability"][alive].max() - C["capability"][seekers]
-        growth = m.lab_table.revenue_growth(seekers)
-        asks = C["ask"][seekers]
-        scores = ec.investor_score(gap, growth, cap.score_scale)
-        funds = max(led.of("investor_pool"), 0.0)
-        grant = ec.allocate_capital(funds, scores, asks, cap.kappa, weight_by_ask=True)
-        got = np.flatnonzero(grant > 0)
-        s, amount = seekers[got], grant[got]
-        led.transfer_many(np.full(got.size, led.index["investor_pool"]), C["acct"][s], amount, "equity_raise")
-        pre = np.maximum(np.maximum(cap.revenue_multiple * 12 * C["revenue_ewma"][s], C["capital_raised"][s]), 1.0)
-        share = amount / (pre + amount)
-        C["capital_raised"][s] += amount
-        Lab.start_spending_all(m, s)
-        C["seeking"][s] = False
-        for i, sh, a in zip(got.tolist(), share.tolist(), amount.tolist(), strict=True):
-            lab = labs[i]
-            lab.dilute("investors", sh)
-            m.log_event("raise", lab.name, f"{sh:.3f} of equity", a)
+    cand = entry.candidates(m)
+    if seekers.size or cand["seed"].size:
+        er_inc, er_ent = expected_returns(m, seekers, cand)
+        asks = np.concatenate((C["ask"][seekers], cand["seed"]))
+        er = np.concatenate((er_inc, er_ent))
+        grant = _allocate(m, er, asks, seekers.size)
+        _close_rounds(m, seekers, grant[:seekers.size])
+        funded = np.flatnonzero(grant[seekers.size:] > 0)
+        entry.admit(m, {k: v[funded] for k, v in cand.items()})
     out = led.of("investor_pool") * cap.dry_powder_outflow
     if out > 0:
         led.transfer("investor_pool", "investors", out, "dry_powder_outflow")
+
+
+def expected_returns(m, seekers: np.ndarray, cand: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Expected value per dollar of each incumbent's round and each potential entrant's seed round
+    (:func:`abm.economics.expected_return`). Investors value a lab by its logit revenue share of next year's
+    end-user demand against the labs alive now (:func:`abm.economics.firm_value`), with the frontier moved on
+    by its trend over the year. Funded, the lab reaches the capability its money plus its cash buys in a
+    final run at the reference reserved price (never less than it has); unfunded, an incumbent keeps what it
+    has and an entrant, with no compute to train or serve, is worth nothing."""
+    cfg, C = m.cfg, m.lab_table.cols
+    alive = m.alive_slots()
+    q = C["capability"][alive]
+    q_front = float(q.max()) if alive.size else 0.0
+    theta = cfg.demand.theta
+    z = math.exp(cfg.demand.outside_utility) + float(np.exp(theta * (q - q_front)).sum())
+    progress = entry.projected_frontier(m, 12) - q_front
+    value = dict(theta=theta, demand_ahead=m.env.demand * m.env.demand_growth_12m(),
+                 revenue_multiple=cfg.capital.revenue_multiple)
+    reach = dict(g_coef=m.g_coef, gamma=m.gamma, flop_per_unit=m.flop_per_unit, price_per_unit=m.reserved_ref,
+                 compute_share=1 - cfg.efficiency.rd_share_init, final_run_share=cfg.training.final_run_share)
+    q_now = C["capability"][seekers]
+    ask = C["ask"][seekers]
+    budget = np.maximum(m.lab_cash(seekers), 0.0) + ask
+    q_hat = np.maximum(q_now, ec.reachable_capability(budget, np.exp(C["log_eff"][seekers]), **reach))
+    z_inc = z - np.exp(theta * (q_now - q_front))
+    er_inc = ec.expected_return(ec.firm_value(q_hat - q_front - progress, z_inc, **value),
+                                ec.firm_value(q_now - q_front - progress, z_inc, **value), ask)
+    q_ent = np.maximum(cand["q_start"], ec.reachable_capability(cand["seed"], cand["efficiency"], **reach))
+    er_ent = ec.expected_return(ec.firm_value(q_ent - q_front - progress, z, **value), 0.0, cand["seed"])
+    return er_inc, er_ent
+
+
+def _allocate(m, er: np.ndarray, asks: np.ndarray, n_inc: int) -> np.ndarray:
+    """Split the pool over the rounds above the hurdle by expected return^kappa (water-filling). An entrant's
+    seed round closes only in full: a seed that fell short returns its money and the rest is re-split."""
+    cap = m.cfg.capital
+    funds = max(m.ledger.of("investor_pool"), 0.0)
+    live = er >= cap.hurdle_multiple
+    for _ in range(asks.size + 1):
+        grant = ec.allocate_capital(funds, np.where(live, er, 0.0), np.where(live, asks, 0.0), cap.kappa)
+        short = np.flatnonzero(grant[n_inc:] < asks[n_inc:] * (1 - 1e-9)) + n_inc
+        short = short[live[short]]
+        if short.size == 0:
+            return grant
+        live[short] = False
+    return grant
+
+
+def _close_rounds(m, seekers: np.ndarray, grant: np.ndarray) -> None:
+    """Incumbents' rounds: money from the pool, investors' stake at the pre-money valuation, spend plans."""
+    cap, led, C = m.cfg.capital, m.ledger, m.lab_table.cols
+    got = np.flatnonzero(grant > 0)
+    if got.size == 0:
+        return
+    s, amount = seekers[got], grant[got]
+    led.transfer_many(np.full(got.size, led.index["investor_pool"]), C["acct"][s], amount, "equity_raise")
+    pre = np.maximum(np.maximum(cap.revenue_multiple * 12 * C["revenue_ewma"][s], C["capital_raised"][s]), 1.0)
+    share = amount / (pre + amount)
+    C["capital_raised"][s] += amount
+    Lab.start_spending_all(m, s)
+    C["seeking"][s] = False
+    for slot, sh, a in zip(s.tolist(), share.tolist(), amount.tolist(), strict=True):
+        lab = m.labs[slot]
+        lab.dilute("investors", sh)
+        m.log_event("raise", lab.name, f"{sh:.3f} of equity", a)
 
 
 def equity_for_compute(m, seekers: list[Lab]) -> None:
@@ -70,16 +130,10 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
                  if k and lab.seeking and lab.unique_id not in cloud.equity_stakes]
         if not cands:
             continue
-        pd = ec.default_probability(m.lab_coverage(cands), m.cfg.contracting.risk_k)
-        value = m.lab_table.cols["desired"][m.lab_rows(cands)] * (1 - pd)
-        lab = cands[int(np.argmax(value))]
-        invest = min(pol.equity_deal_share_of_cash * cloud.cash, lab.ask)
-        if invest <= 0:
+        lab, invest, price = _best_equity_deal(m, cloud, cands)
+        if lab is None:
             continue
         term = max(m.cfg.contracting.terms_months)
-        price = quote_price(m, lab, cloud, term, pol.equity_commit_multiple * invest)
-        if not np.isfinite(price):
-            continue
         # The committed spend is the value of the whole schedule, its ramp included (review A8).
         ramp = EQUITY_RAMP_MONTHS
         volume = pol.equity_commit_multiple * invest / (price * ec.ramped_months(term, ramp))
@@ -93,6 +147,7 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         cloud.last_equity_deal = m.t
         m.ledger.transfer(cloud, lab, invest, "equity_for_compute")
         lab.capital_raised += invest
+        lab.cloud_equity += invest
         m.sign(lab, cloud, "equity_for_compute", volume, m.t, term, price, ramp=ramp,
                exclusive=pol.exclusivity_allowed, equity_share=share, investment=invest)
         m.log_event("equity_for_compute", lab.name, f"{cloud.name} takes {share:.3f}", invest)
@@ -102,6 +157,31 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         lab.ask = max(lab.ask - invest, 0.0)
         lab.start_spending()
         lab.seeking = lab.ask > 0
+
+
+def _best_equity_deal(m, cloud, cands: list[Lab]):
+    """The deal a cloud offers (review B8): to the candidate where its money is worth most to the cloud, the
+    expected margin of the committed spend over the cloud's floor (times the chance the lab does not
+    default) plus the expected gain on the stake, (ER - 1) x investment with ER the investors' expected
+    return on that lab's round (:func:`expected_returns`). Returns (lab, investment, price), or
+    (None, 0, nan) when no candidate is worth a positive amount."""
+    pol = m.cfg.policy
+    term = max(m.cfg.contracting.terms_months)
+    pd = ec.default_probability(m.lab_coverage(cands), m.cfg.contracting.risk_k)
+    er, _ = expected_returns(m, m.lab_rows(cands), entry.no_candidates())
+    best, best_value = (None, 0.0, float("nan")), 0.0
+    for lab, p_def, r in zip(cands, pd.tolist(), er.tolist(), strict=True):
+        invest = min(pol.equity_deal_share_of_cash * cloud.cash, lab.ask)
+        if invest <= 0:
+            continue
+        spend = pol.equity_commit_multiple * invest
+        price = quote_price(m, lab, cloud, term, spend)
+        if not np.isfinite(price):
+            continue
+        value = spend * max(1.0 - cloud.floor_price / price, 0.0) * (1.0 - p_def) + (r - 1.0) * invest
+        if value > best_value:
+            best, best_value = (lab, invest, price), value
+    return best
 
 
 def update_sentiment(m, month: np.ndarray) -> None:

@@ -1,6 +1,8 @@
-"""Chip market (ODD S4): each vendor allocates its constrained output over the clouds' outstanding orders.
+"""Chip market (ODD S4): the foundry allocates capacity over the vendors, and each vendor allocates its
+constrained output over the clouds' outstanding orders.
 
-Vendors set prices and capacity in phase 2 (:meth:`abm.agents.ChipVendor.update`); clouds place orders in
+Vendors ask for foundry capacity in phase 2 (:meth:`abm.agents.ChipVendor.update`), the foundry books it by
+entitlement (:func:`book_foundry`) and vendors set output and price; clouds place orders in
 phase 3 (:meth:`abm.agents.CloudProvider.plan_capacity`). Here, in phase 4, each vendor fills orders with
 this month's output by the scenario's allocation rule (:func:`abm.economics.allocate_supply`); a cloud pays
 at allocation (borrowing if short) and the chips arrive after the delivery lag. Every allocation is a
@@ -12,6 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import economics as ec
+
+
+def book_foundry(m) -> None:
+    """The foundry's capacity this month (phase 2) over the vendors' requests: each vendor is entitled to
+    its ``foundry_share``; what a vendor leaves unused goes to those still short, in proportion to their
+    shares (:func:`abm.economics.allocate_by_entitlement`). Never more than the foundry has."""
+    vs = m.vendors
+    booked = ec.allocate_by_entitlement(m.env.foundry_base, [v.foundry_share for v in vs], [v.request for v in vs])
+    for v, b in zip(vs, booked.tolist(), strict=True):
+        v.finish(b)
 
 
 def allocate(m) -> None:

@@ -24,10 +24,10 @@ def cloud_terms(m, lab: Lab, clouds, term: int, extra_value: float):
     ct = m.cfg.contracting
     floors = np.array([c.floor_price for c in clouds])
     util = np.array([m.committed[c.idx, m.t] / c.online if c.online > 0 else 1.0 for c in clouds])
-    spot_path = ec.expected_price_path(m.spot_price_ewma, term, ct.forward_price_decline)
+    spot_path = ec.expected_price_path(m.spot_price_ewma, term, m.price_decline_expected)
     sell_prob = np.clip(util, 0.3, 1.0)
     pdef = float(ec.default_probability(lab.coverage(extra_value), ct.risk_k))
-    cloud_min = (1 + pdef * m.lgd_estimate) * np.maximum(floors * (1 - ct.forward_price_decline) ** (term / 24),
+    cloud_min = (1 + pdef * m.lgd_estimate) * np.maximum(floors * (1 - m.price_decline_expected) ** (term / 24),
                                                  spot_path * sell_prob)
     lab_alt = spot_path * (1 + ct.spot_risk_premium)
     r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, lab.runway(), ct.lab_impatience))
@@ -83,12 +83,12 @@ def sign_requests(m) -> None:
     # Reservation prices (the cloud's) and outside options (the lab's), as in cloud_terms.
     pdef = ec.default_probability(m.lab_coverage(reqs, vol * m.reserved_ref * term), ct.risk_k)
     terms, t_idx = np.unique(term, return_inverse=True)
-    spot_path = np.array([ec.expected_price_path(m.spot_price_ewma, int(k), ct.forward_price_decline)
+    spot_path = np.array([ec.expected_price_path(m.spot_price_ewma, int(k), m.price_decline_expected)
                           for k in terms])[t_idx]
     util = np.where(online > 0, m.committed[:, m.t] / np.where(online > 0, online, 1.0), 1.0)
     sell_prob = np.clip(util, 0.3, 1.0)
     cloud_min = (1 + pdef * m.lgd_estimate)[:, None] * np.maximum(
-        floors[None, :] * ((1 - ct.forward_price_decline) ** (term / 24))[:, None],
+        floors[None, :] * ((1 - m.price_decline_expected) ** (term / 24))[:, None],
         spot_path[:, None] * sell_prob[None, :])
     lab_alt = spot_path * (1 + ct.spot_risk_premium)
     r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, m.lab_runway(reqs), ct.lab_impatience)

@@ -3,8 +3,9 @@
 Insolvent labs, and idle labs whose cash fell below the wind-down level with nothing owed, exit: their
 clouds recover take-or-pay claims pro rata, their contracts default and free capacity, and their know-how
 diffuses (:func:`exit_many`). The entry barrier is the capital a representative entrant needs to reach a
-viable capability within its planning horizon (:func:`entry_barrier`); Poisson entrants arrive, each
-drawing seed capital and efficiency, and enter when their seed reaches the barrier (:func:`_entrants`).
+viable capability within its planning horizon (:func:`entry_barrier`). Potential entrants arrive as a
+Poisson stream, each asking for a seed round (:func:`candidates`); investors fund them in the capital
+market beside incumbents' rounds, and those funded enter (:func:`admit`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from .. import economics as ec
 from ..agents import Lab
 
+BARRIER_ITERATIONS = 60  # cap on the entrant-price fixed point iterations (converges in a few; ODD S9)
 LGD_LEARNING = 0.3  # weight of a month's realized loss given default in the clouds' estimate (no source; ODD S9)
 
 
@@ -29,7 +31,8 @@ def _trend(series, window: int) -> float:
 
 
 def exit_and_enter(m) -> None:
-    """Insolvent labs exit (contracts default, know-how diffuses); entrants arrive and test entry (S9)."""
+    """Insolvent labs exit (contracts default, know-how diffuses); the entry barrier is measured (S9).
+    Entrants are funded, and enter, in the capital market (phase 6: :func:`candidates`, :func:`admit`)."""
     tr = m.cfg.training
     C = m.lab_table.cols
     s = m.alive_slots()
@@ -39,7 +42,6 @@ def exit_and_enter(m) -> None:
     exit_many(m, [(m.labs[i], "default" if C["insolvent"][i] else "wind_down") for i in s[out].tolist()])
     m.entry_barrier = entry_barrier(m)
     m.entry_barrier_now = entry_barrier(m, projected=False)
-    _entrants(m)
 
 
 def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
@@ -98,11 +100,30 @@ def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
         m.log_event("exit", lab.name, why, lab.cash)
 
 
+def _blended_trend(series, prior: float, window: int = 36) -> float:
+    """Slope per month of the last ``window`` values (:func:`_trend`), blended with a prior slope while the
+    history is short: weight (points − 1)/(window − 1) on the data, so the projection does not switch on
+    when the second month arrives."""
+    n = min(len(series), window)
+    w = max(n - 1, 0) / (window - 1)
+    return (1 - w) * prior + w * _trend(series, window)
+
+
+def frontier_slopes(m) -> tuple[float, float]:
+    """Monthly trends of the frontier's capability and ln efficiency (last 36 months), each blended with its
+    prior: ln efficiency grows at ln(efficiency_growth_prior)/12, capability at γ(ln compute prior +
+    ln efficiency prior)/12 (capability is γ ln effective compute, S1)."""
+    en = m.cfg.entry
+    e_prior = math.log(en.efficiency_growth_prior) / 12
+    q_prior = m.gamma * (math.log(en.frontier_compute_growth_prior) / 12 + e_prior)
+    return _blended_trend(m.q_front_hist, q_prior), _blended_trend(m.eff_front_hist, e_prior)
+
+
 def projected_frontier(m, horizon: int) -> float:
-    """Frontier capability extrapolated ``horizon`` months along its least-squares trend (last 36 months)."""
+    """Frontier capability extrapolated ``horizon`` months along its trend (:func:`frontier_slopes`)."""
     alive = m.alive_slots()
     q_now = float(m.lab_table.cols["capability"][alive].max()) if alive.size else 0.0
-    return q_now + _trend(m.q_front_hist, 36) * horizon
+    return q_now + frontier_slopes(m)[0] * horizon
 
 
 def entry_terms(m) -> dict:
@@ -118,8 +139,11 @@ def entry_terms(m) -> dict:
     alive = m.alive_slots()
     log_front = float(m.lab_table.cols["log_eff"][alive].max()) if alive.size else 0.0
     ctx = {
-        "floor": float(np.median([c.floor_price for c in market])) * (1 - ct.forward_price_decline) ** (term / 24),
-        "spot_path": ec.expected_price_path(m.spot_price_ewma, term, ct.forward_price_decline),
+        "floor": float(np.median([c.floor_price for c in market])) * (1 - m.price_decline_expected) ** (term / 24),
+        "spot_path": ec.expected_price_path(m.spot_price_ewma, term, m.price_decline_expected),
+        # The chance a cloud would sell the capacity spot instead, as in contracting: its utilization in [0.3, 1].
+        "sell_prob": float(np.median([np.clip(m.committed[c.idx, m.t] / c.online if c.online > 0 else 1.0, 0.3, 1.0)
+                                      for c in market])),
         "beta": float(ec.rubinstein_weight(r_lab, float(np.median([c.cost_of_capital for c in market])) / 12)),
         # A public provider with spare capacity rents to the entrants it would take at its floor.
         "public": [(c.floor_price, c.eligible_capital_max) for c in m.clouds
@@ -127,7 +151,7 @@ def entry_terms(m) -> dict:
         "target": projected_frontier(m, en.planning_horizon_months) - en.viable_gap,
         "target_now": (float(m.lab_table.cols["capability"][alive].max()) if alive.size else 0.0) - en.viable_gap,
         "eff_front_now": math.exp(log_front),
-        "eff_front_then": math.exp(log_front) * math.exp(_frontier_eff_slope(m) * en.planning_horizon_months),
+        "eff_front_then": math.exp(log_front) * math.exp(frontier_slopes(m)[1] * en.planning_horizon_months),
     }
     m.entry_cache = (key, ctx)
     return ctx
@@ -144,7 +168,7 @@ def entrant_price(m, cash, obligation):
     x = entry_terms(m)
     cash = np.asarray(cash, dtype=float)
     pdef = ec.default_probability(cash / np.maximum(obligation, 1.0), ct.risk_k)
-    cmin = (1 + pdef * m.lgd_estimate) * max(x["floor"], x["spot_path"] * 0.3)
+    cmin = (1 + pdef * m.lgd_estimate) * max(x["floor"], x["spot_path"] * x["sell_prob"])
     alt = x["spot_path"] * (1 + ct.spot_risk_premium)
     p = ec.nash_price(alt, cmin, x["beta"])
     p = np.where(np.isfinite(p), p, np.maximum(cmin, alt))
@@ -162,52 +186,63 @@ def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True
     en = m.cfg.entry
     frac = efficiency_fraction if efficiency_fraction is not None else \
         0.5 * (en.efficiency_fraction_lo + en.efficiency_fraction_hi)
-    cash = en.seed_capital_median_usd if cash is None else cash
+    cash = seed_median(m) if cash is None else cash
     x = entry_terms(m)
     target = x["target"] if projected else x["target_now"]
     eff_then = (x["eff_front_then"] if projected else x["eff_front_now"]) * np.asarray(frac, dtype=float)
     compute_share = 1 - m.cfg.efficiency.rd_share_init
     frs = m.cfg.training.final_run_share
-    # Two passes: the price depends on the entrant's coverage of the compute bill it implies.
-    need = 0.0
-    for _ in range(2):
+    # The price depends on the entrant's coverage of the compute bill it implies: iterate to the fixed point.
+    # From need = 0 the map (need -> price -> need) is increasing and bounded (the price never exceeds the
+    # larger of the cloud's reservation price at PD = 1 and the entrant's outside option), so it converges.
+    need = np.zeros(np.broadcast(np.asarray(cash, dtype=float), eff_then).shape)
+    for _ in range(BARRIER_ITERATIONS):
         price = entrant_price(m, cash, need * compute_share)
-        need = ec.capital_to_reach(target, eff_then, m.g_coef, m.gamma, m.flop_per_unit, price,
-                                   compute_share) / frs
-    return need
+        new = np.asarray(ec.capital_to_reach(target, eff_then, m.g_coef, m.gamma, m.flop_per_unit, price,
+                                             compute_share) / frs, dtype=float)
+        done = np.all(np.abs(new - need) <= 1e-9 * np.maximum(new, 1.0))
+        need = new
+        if done:
+            break
+    return float(need) if need.ndim == 0 else need
 
 
-def _frontier_eff_slope(m) -> float:
-    return _trend(m.eff_front_hist, 36)
+def seed_median(m) -> float:
+    """Median seed round this month: ``entry.seed_capital_median_usd`` scaled by the investor inflow (with
+    sentiment and shocks) against its 2024-01 level."""
+    return m.cfg.entry.seed_capital_median_usd * m.env.inflow / max(m.cfg.capital.inflow_usd_month, 1e-9)
 
 
-def _entrants(m) -> None:
+def no_candidates() -> dict:
+    """An empty set of potential entrants (the arrays :func:`candidates` returns)."""
+    return {"seed": np.zeros(0), "fraction": np.zeros(0), "efficiency": np.zeros(0), "q_start": np.zeros(0)}
+
+
+def candidates(m) -> dict:
+    """This month's potential entrants (phase 6): a Poisson number at rate ``entry.rate_per_month`` x
+    sentiment, each with a seed round it asks investors for (lognormal around the median seed scaled by this
+    month's inflow against the 2024-01 level, so seeds grow with the inflow and with sentiment), an
+    efficiency drawn as a fraction of the frontier's, and the capability of the best open model it starts
+    from: the frontier of ``open_model_lag_months`` ago. Arrays; the capital market decides who is funded."""
     en = m.cfg.entry
     n = int(m.rng.poisson(en.rate_per_month * m.sentiment))
-    if n == 0:
-        return
-    seeds = np.empty(n)
-    fracs = np.empty(n)
-    for k in range(n):
-        seeds[k] = m.rng.lognormal(math.log(en.seed_capital_median_usd), en.seed_capital_sigma)
-        fracs[k] = m.rng.uniform(en.efficiency_fraction_lo, en.efficiency_fraction_hi)
-    need = np.asarray(entry_barrier(m, fracs, seeds))
-    go = np.flatnonzero(need <= seeds * en.reach_multiple)
-    if go.size == 0:
-        return
+    seeds = m.rng.lognormal(math.log(max(seed_median(m), 1e-9)), en.seed_capital_sigma, n) if n else np.zeros(0)
+    fracs = m.rng.uniform(en.efficiency_fraction_lo, en.efficiency_fraction_hi, n) if n else np.zeros(0)
     alive = m.alive_slots()
-    C = m.lab_table.cols
-    log_front = float(C["log_eff"][alive].max()) if alive.size else 0.0
-    q_front = float(C["capability"][alive].max()) if alive.size else 0.0
-    # Starts from an open model well behind the frontier.
-    eff_flop = float(ec.effective_flop_for_capability(q_front - 2 * en.viable_gap, m.g_coef, m.gamma))
-    for k in go.tolist():
-        seed, frac = float(seeds[k]), float(fracs[k])
-        if m.ledger.of("investor_pool") < seed:
-            continue
-        eff = math.exp(log_front) * frac
-        lab = Lab(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", "small", efficiency=eff,
-                  last_run_flop=eff_flop / eff)
+    log_front = float(m.lab_table.cols["log_eff"][alive].max()) if alive.size else 0.0
+    h = m.q_front_hist
+    q_open = h[max(len(h) - 1 - en.open_model_lag_months, 0)] if h else 0.0
+    return {"seed": seeds, "fraction": fracs, "efficiency": math.exp(log_front) * fracs,
+            "q_start": np.full(n, q_open)}
+
+
+def admit(m, funded: dict) -> None:
+    """Entrants whose seed round closed enter as small labs with the seed from the investor pool (S9)."""
+    g = m.g_coef
+    for seed, frac, eff, q0 in zip(funded["seed"].tolist(), funded["fraction"].tolist(),
+                                   funded["efficiency"].tolist(), funded["q_start"].tolist(), strict=True):
+        eff_flop = float(ec.effective_flop_for_capability(q0, g, m.gamma))
+        lab = Lab(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", "small", efficiency=eff, last_run_flop=eff_flop / eff)
         m.ledger.transfer("investor_pool", lab, seed, "seed_round")
         lab.capital_raised = seed
         lab.dilute("investors", 1.0)

@@ -8,10 +8,25 @@ contracts (paying pro rata and defaulting when they cannot), spend on R&D, grow 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import economics as ec
 from ..agents import CloudProvider, Lab
+from . import entry
+
+
+def run_length(m) -> int:
+    """Months a lab gives the run it starts now (S1): no longer than 1/g, where g is the monthly log growth
+    of the effective compute a run started later could use (Epoch AI 2022, "The longest training run": a
+    run longer than that is overtaken by a later, larger one). g adds the expected fall of compute prices,
+    the frontier's efficiency trend and the growth labs plan for their spend; runs lengthen as these slow.
+    Rounded, within [1, 36] months."""
+    slope_e = entry.frontier_slopes(m)[1]
+    g = (-math.log(max(1.0 - m.price_decline_expected, 1e-6)) / 12 + slope_e
+         + math.log(m.cfg.capital.spend_growth_annual) / 12)
+    return int(np.clip(round(1.0 / g), 1, 36)) if g > 0 else 36
 
 
 def settle(m) -> None:
@@ -100,8 +115,9 @@ def settle(m) -> None:
         log_front = log_eff.max()
         log_eff = log_eff + ec.efficiency_growth(C["rd_spend"][grow], m.env.rd_half, ef.g_max)
         C["log_eff"][grow] = log_eff + ec.efficiency_diffusion(log_eff, log_front, ef.diffusion)
-        due = grow[(t - C["run_start"][grow] + 1 >= cfg.training.run_months) & (C["run_flop"][grow] > 0)]
+        due = grow[(t - C["run_start"][grow] + 1 >= C["run_len"][grow]) & (C["run_flop"][grow] > 0)]
         Lab.finish_runs(m, due)
+        C["run_len"][due] = run_length(m)
     # Cloud revenue (contract payments and spot sales this month) and costs.
     for c, r in zip(m.clouds, reserved_by_cloud, strict=True):
         c.revenue = float(r) + c.spot_revenue

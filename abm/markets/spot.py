@@ -1,5 +1,6 @@
-"""Spot market (ODD S7): uniform-price clearing of residual lab demand and background demand against idle
-capacity, in phase 8, and who bought from whom (:func:`match_in_order`).
+"""Spot market (ODD S7): uniform-price clearing of residual lab demand and background buyers' bids (their
+values) against idle capacity, in phase 8; who bought from whom (:func:`match_in_order`); the spot price
+trend that contract pricing expects (:func:`update_expectations`).
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ def clear(m) -> None:
     bid_p = np.full(labs.size, m.spot_price_ewma * (1 + m.cfg.contracting.spot_risk_premium))
     budget = np.maximum(m.lab_cash(labs), 0.0) * 0.5
     need = np.minimum(need, budget / np.maximum(bid_p, 1e-9))
-    # Background demand as a step curve V(p) = V0 (p/p_ref)^-elasticity.
-    p_ref = m.env.background_price
-    levels = p_ref * np.array([4.0, 2.5, 1.6, 1.25, 1.0, 0.8, 0.6, 0.45, 0.3, 0.2])
-    cum = m.env.background * (levels / p_ref) ** (-bg.elasticity)
-    steps = np.diff(np.concatenate(([0.0], cum)))
+    # Background buyers bid their values (a step curve of their demand from the choke price down).
+    hm = ec.HOURS_PER_MONTH
+    levels, steps = ec.background_bids(m.env.background, bg.reference_price_usd_hour * hm, bg.elasticity,
+                                       bg.choke_price_usd_hour * hm, bg.lowest_value_usd_hour * hm)
     bid_price = np.concatenate((bid_p, levels))
     bid_qty = np.concatenate((need, steps))
     online = np.array([c.online for c in m.clouds])
@@ -96,3 +96,20 @@ def clear(m) -> None:
     else:
         m.spot_volume = m.spot_volume_labs = m.spot_volume_background = 0.0
     m.spot_price_ewma = 0.8 * m.spot_price_ewma + 0.2 * m.spot_price
+    update_expectations(m)
+
+
+def update_expectations(m) -> None:
+    """The yearly fall of spot prices that clouds and labs expect when they price contracts: the prior
+    ``contracting.forward_price_decline`` blended, as months of data come in, with the fall of the smoothed
+    spot price observed over (up to) the last 12 months; bounded to [-0.5, 0.6] a year."""
+    h = m.spot_ewma_hist
+    h.append(m.spot_price_ewma)
+    n = min(len(h) - 1, 12)
+    prior = m.cfg.contracting.forward_price_decline
+    if n == 0:
+        m.price_decline_expected = prior
+        return
+    observed = 1.0 - (h[-1] / h[-1 - n]) ** (12.0 / n)
+    w = n / 12.0
+    m.price_decline_expected = float(np.clip((1 - w) * prior + w * observed, -0.5, 0.6))

@@ -20,8 +20,8 @@ means must contain 0.
 
 Command line::
 
-    python -m analysis.experiments.equivalence make-reference --seeds 100 --out tests/data/reference_baseline.csv
-    python -m analysis.experiments.equivalence check --reference tests/data/reference_baseline.csv --seeds 100
+    python -m analysis.experiments.equivalence make-reference --seeds 200 --out tests/data/reference_baseline.csv
+    python -m analysis.experiments.equivalence check --reference tests/data/reference_baseline.csv --seeds 200
 
 ``check`` prints one row per comparison and exits 0 (equivalent) or 1 (not); a user error (missing file,
 bad number, bad scenario) is one line on stderr and exit status 2.
@@ -449,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--seeds", type=_int_at_least(2), default=100, metavar="N",
-                       help="number of child seeds of the master seed (default 100)")
+        q.add_argument("--seeds", type=_int_at_least(2), default=200, metavar="N",
+                       help="number of child seeds of the master seed (default 200)")
         q.add_argument("--master-seed", type=_int_at_least(0), default=DEFAULT_MASTER_SEED, metavar="S",
                        help=f"master seed of the child seeds (default {DEFAULT_MASTER_SEED})")
         q.add_argument("--scenario", default="baseline", help="scenario name or TOML path (default baseline)")
