@@ -70,9 +70,11 @@ def collect_row(m, month=None) -> dict:
     front = labs[int(np.argmax(caps))] if labs else None
     if front is not None:
         # d capability / d total training spend of the run behind the frontier lab's capability: gamma over
-        # that spend (all of the run's training compute, not only the final run); before its first run, a
+        # that spend (all of the run's training compute, not only the final run); if the frontier lab has not
+        # run one in the model (its capability is from the start), the record run's, and before any run a
         # run's worth of its current training compute.
-        spend = front.cap_train_spend or (front.compute_train * front.unit_price * m.cfg.training.run_months)
+        spend = front.cap_train_spend or m.record_train_spend or \
+            (front.compute_train * front.unit_price * m.cfg.training.run_months)
         mcpu = float(ec.marginal_compute_return(max(spend, 1.0), m.gamma))
     else:
         mcpu = 0.0

@@ -434,6 +434,7 @@ class World(mesa.Model):
         if eff > self.record_eff_flop:
             self.record_eff_flop = eff
             self.record_run_now = (math.log(max(phys, 1.0)), lab.log_eff)
+            self.record_train_spend = cost / self.cfg.training.final_run_share
         self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
                               "cost_usd": cost, "capability": q})
         # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
@@ -473,6 +474,7 @@ class World(mesa.Model):
         self.record_run_now = (math.log(max(best.best_run_flop, 1.0)), best.log_eff) if best else (0.0, 0.0)
         self.record_eff_flop = best.best_run_eff_flop if best else 1.0
         self.record_hist: list[tuple[float, float]] = [self.record_run_now]
+        self.record_train_spend = 0.0  # whole training spend behind the record run (0 until one is run)
 
     def update_frontier_records(self, month: np.ndarray) -> None:
         """Append this month's frontier capability and (ln best run, ln frontier efficiency); ``month``: the
