@@ -70,7 +70,6 @@ class ChipVendor(MarketAgent):
         self.orders = {}  # cloud unique_id -> outstanding H100e
         self.shipped = np.zeros(0)
         self.shipped_month = 0.0
-        self.revenue_month = 0.0
         self.request = self.capacity  # capacity it asks the foundry for this month
         self.line_target = self.capacity  # a captive line: the capacity its owner has planned so far
         self.plan = None  # a captive line: (month ready, H100e/month added) of the design under way
@@ -178,7 +177,6 @@ class CloudProvider(MarketAgent):
         self.capex = 0.0
         self.revenue = 0.0
         self.equity_stakes: dict[int, float] = {}
-        self.equity_invested = 0.0
         self.last_equity_deal = -10**6
         self.unmet_month = 0.0
         self.demand_hist: list[float] = []
@@ -534,7 +532,6 @@ class Lab(MarketAgent):
         self.exclusive_until = -1
         self.equity: dict[str, float] = {}
         self.insolvent = False
-        self.potential_revenue = 0.0
         self.spot_bought = 0.0
         self.spot_paid = 0.0
         self.spot_eff = 0.0

@@ -136,7 +136,8 @@ def _set_growth(model, ev, key: str) -> None:
 
 
 def algorithmic_breakthrough(model, ev) -> None:
-    """A lab's algorithmic efficiency jumps by ``factor`` (the frontier lab's when no lab is named)."""
+    """A lab's algorithmic efficiency jumps by ``factor`` (when no lab is named, the most efficient alive lab's,
+    which need not be the most capable)."""
     alive = model.alive_labs()
     if not alive:
         return

@@ -69,7 +69,8 @@ class EfficiencyCfg(_Section):
                                       "2020); ~frontier R&D budget growth, so that the frontier keeps its "
                                       "8-month doubling", gt=0)
     rd_horizon_months: float = _f(24.0, "months", "months an efficiency gain is used when weighing R&D", gt=0)
-    inference_gain: bool = _f(True, "-", "efficiency also lowers serving compute")
+    inference_gain: bool = _f(True, "-", "efficiency also lowers the lab's price index (its serving cost per unit "
+                              "of demand, S3)")
 
     @model_validator(mode="after")
     def _ranges(self):

@@ -160,8 +160,6 @@ class World(mesa.Model):
         self.spot_volume_background = 0.0
         self.inflow_month = 0.0
         self.cloud_revenue_month = 0.0
-        self.spot_volume = 0.0
-        self.demand_served = 0.0
 
     # ------------------------------------------------------------------ constants, accounts, agents, events
     def refresh_constants(self) -> None:
@@ -190,8 +188,9 @@ class World(mesa.Model):
 
     # ------------------------------------------------------------------ who may trade with whom
     def may_buy(self, cloud: CloudProvider, vendor: ChipVendor) -> bool:
-        """Whether a cloud may buy from a vendor: captive vendors sell only to their owner, and a cloud under
-        export controls buys only merchant chips (of the previous generation, see ChipVendor.terms_for)."""
+        """Whether a cloud may buy from a vendor: captive vendors sell only to their owner. A cloud under export
+        controls may buy from every vendor open to it, on the terms of the previous generation
+        (ChipVendor.terms_for)."""
         if not vendor.alive:
             return False
         if vendor.kind == "captive":

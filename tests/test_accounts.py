@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from abm.model import ComputeMarket
@@ -69,3 +70,37 @@ def test_utilization_splits_into_labs_and_background():
     # The projected barrier looks ahead from the first month (its trend starts from the data's prior), so it is
     # above today's in every month.
     assert all(row["entry_barrier_usd"] > row["entry_barrier_now_usd"] for row in m.rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["baseline", "mega_deal", "antitrust", "foundry_shock"])
+def test_contracting_never_sells_beyond_the_capacity_alive_then(scenario, monkeypatch):
+    """Bargained contracts (phase 7) commit a cloud only where the capacity it will have in that future month
+    (fleet within its life, chips waiting or in transit) covers its commitments: after the phase, wherever a
+    cloud's commitments grew, they are within that capacity path, or no higher than they already were (a
+    mega-deal or equity deal may over-commit a cloud; bargaining never adds to it). Checked every month over
+    60 months, on the capacity path computed independently of the contracting code."""
+    from abm.markets import contracting
+
+    original = contracting.sign_requests
+    checked = []
+
+    def spy(m):
+        before = m.committed.copy()
+        original(m)
+        grew = m.committed > before + 1e-6
+        for c in m.clouds:
+            months = np.flatnonzero(grew[c.idx, m.t:]) + m.t
+            if months.size == 0:
+                continue
+            horizon = int(months.max()) - m.t + 1
+            path = c.capacity_path(m.t, horizon)
+            cap = np.maximum(path[months - m.t], before[c.idx, months])
+            assert np.all(m.committed[c.idx, months] <= cap + 1e-6), (scenario, m.t, c.name)
+            checked.append(months.size)
+
+    monkeypatch.setattr(contracting, "sign_requests", spy)
+    m = ComputeMarket(scenario, overrides={"run.months": 60}, rng=3)
+    for _ in range(60):
+        m.step()
+    assert sum(checked) > 100  # contracts were signed and checked

@@ -18,7 +18,7 @@ import numpy as np
 from .. import economics as ec
 from ..agents import Lab
 from . import entry
-from .contracting import quote_price
+from .contracting import quote_prices
 
 EQUITY_RAMP_MONTHS = 6  # months over which an equity-for-compute deal's volume ramps up (no source; ODD S8)
 
@@ -143,7 +143,6 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         share = invest / (pre + invest)
         lab.dilute(cloud.name, share)
         cloud.equity_stakes[lab.unique_id] = share
-        cloud.equity_invested += invest
         cloud.last_equity_deal = m.t
         m.ledger.transfer(cloud, lab, invest, "equity_for_compute")
         lab.capital_raised += invest
@@ -167,21 +166,19 @@ def _best_equity_deal(m, cloud, cands: list[Lab]):
     (None, 0, nan) when no candidate is worth a positive amount."""
     pol = m.cfg.policy
     term = max(m.cfg.contracting.terms_months)
-    pd = ec.default_probability(m.lab_coverage(cands), m.cfg.contracting.risk_k)
-    er, _ = expected_returns(m, m.lab_rows(cands), entry.no_candidates())
-    best, best_value = (None, 0.0, float("nan")), 0.0
-    for lab, p_def, r in zip(cands, pd.tolist(), er.tolist(), strict=True):
-        invest = min(pol.equity_deal_share_of_cash * cloud.cash, lab.ask)
-        if invest <= 0:
-            continue
-        spend = pol.equity_commit_multiple * invest
-        price = quote_price(m, lab, cloud, term, spend)
-        if not np.isfinite(price):
-            continue
-        value = spend * max(1.0 - cloud.floor_price / price, 0.0) * (1.0 - p_def) + (r - 1.0) * invest
-        if value > best_value:
-            best, best_value = (lab, invest, price), value
-    return best
+    rows = m.lab_rows(cands)
+    pd = ec.default_probability(m.lab_coverage(rows), m.cfg.contracting.risk_k)
+    er, _ = expected_returns(m, rows, entry.no_candidates())
+    invest = np.minimum(pol.equity_deal_share_of_cash * cloud.cash, m.lab_table.cols["ask"][rows])
+    spend = pol.equity_commit_multiple * invest
+    with np.errstate(divide="ignore", invalid="ignore"):
+        price = quote_prices(m, rows, cloud, term, spend)
+        margin = spend * np.maximum(1.0 - cloud.floor_price / price, 0.0) * (1.0 - pd)
+    value = np.where((invest > 0) & np.isfinite(price), margin + (er - 1.0) * invest, -np.inf)
+    k = int(np.argmax(value)) if value.size else 0
+    if not value.size or value[k] <= 0.0:
+        return None, 0.0, float("nan")
+    return cands[k], float(invest[k]), float(price[k])
 
 
 def update_sentiment(m, month: np.ndarray) -> None:

@@ -34,7 +34,7 @@ def allocate(m) -> None:
     shipped = np.zeros(len(m.vendors))
     spend = 0.0
     for j, v in enumerate(m.vendors):
-        v.revenue_month = v.revenue = 0.0
+        v.revenue = 0.0
         ids = [k for k, q in v.orders.items() if q > 1e-9]
         if not ids:
             continue
@@ -59,7 +59,7 @@ def allocate(m) -> None:
                              ("signed", m.t), ("status", 0)):
                 rows[key].append(val)
         m.book.add_many(**{k: np.asarray(x) for k, x in rows.items()})
-        v.revenue_month = v.revenue = float(np.dot(rows["price"], rows["volume"])) if rows["price"] else 0.0
+        v.revenue = float(np.dot(rows["price"], rows["volume"])) if rows["price"] else 0.0
     m.shipments_hist.append(shipped)
     m.chip_spend_month = spend
     m.chip_units_month = float(shipped.sum())

@@ -42,6 +42,23 @@ def quote_price(m, lab: Lab, cloud: CloudProvider, term: int, value: float = 0.0
     return float(ec.nash_price(alt, cmin, beta)[0])
 
 
+def quote_prices(m, rows: np.ndarray, cloud: CloudProvider, term: int, values: np.ndarray) -> np.ndarray:
+    """:func:`quote_price` for many labs (lab-table rows) with one cloud, deals worth ``values``: elementwise
+    the same numbers, over arrays."""
+    ct = m.cfg.contracting
+    decline = m.price_decline_expected
+    util = m.committed[cloud.idx, m.t] / cloud.online if cloud.online > 0 else 1.0
+    spot_path = ec.expected_price_path(m.spot_price_ewma, term, decline)
+    sell_prob = float(np.clip(util, 0.3, 1.0))
+    pdef = ec.default_probability(m.lab_coverage(rows, values), ct.risk_k)
+    cloud_min = (1 + pdef * m.lgd_estimate) * max(cloud.floor_price * (1 - decline) ** (term / 24),
+                                                  spot_path * sell_prob)
+    lab_alt = spot_path * (1 + ct.spot_risk_premium)
+    r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, m.lab_runway(rows), ct.lab_impatience)
+    beta = ec.rubinstein_weight(r_lab, cloud.cost_of_capital / 12)
+    return np.asarray(ec.nash_price(lab_alt, cloud_min, beta), dtype=float)
+
+
 def available_by_term(m, terms: np.ndarray) -> np.ndarray:
     """Capacity each cloud can still commit in every month of [t, t + term) for each term: the least free
     capacity over the term (World.free_capacity); array (terms, clouds)."""

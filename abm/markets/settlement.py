@@ -80,7 +80,6 @@ def settle(m) -> None:
     tot_k = k.sum()
     if tot_k > 0:
         m.train_fraction_est = 0.9 * m.train_fraction_est + 0.1 * float(train.sum() / tot_k)
-    m.demand_served = float(rev.sum())
     accounts = C["acct"][slots]
     led.transfer_many(np.full(n, led.index["end_users"]), accounts, rev, "lab_revenue")
     led.transfer_many(np.full(n, led.index["parent_companies"]), accounts, C["other_funding"][slots],
@@ -94,7 +93,6 @@ def settle(m) -> None:
     C["compute_paid"][slots] = paid
     C["compute_train"][slots] = train
     C["unit_price"][slots] = unit
-    C["potential_revenue"][slots] = potential
     C["market_share"][slots] = shares
     C["run_hw_flop"][slots] += frs * train * m.flop_per_unit
     C["run_flop"][slots] += frs * train * np.where(k > 0, k_nominal / np.maximum(k, 1e-12), 1.0) * m.flop_per_unit

@@ -90,11 +90,10 @@ def clear(m) -> None:
                            volume=q[is_lab], start=np.full(n_rows, m.t), end=np.full(n_rows, m.t + 1),
                            price=np.full(n_rows, price), signed=np.full(n_rows, m.t), status=np.ones(n_rows, dtype=int),
                            closed=np.full(n_rows, m.t), eff_factor=eff[cloud[is_lab]])
-        m.spot_volume = volume
         m.spot_volume_labs = float(q[is_lab].sum())
         m.spot_volume_background = float(q[~is_lab].sum())
     else:
-        m.spot_volume = m.spot_volume_labs = m.spot_volume_background = 0.0
+        m.spot_volume_labs = m.spot_volume_background = 0.0
     m.spot_price_ewma = 0.8 * m.spot_price_ewma + 0.2 * m.spot_price
     update_expectations(m)
 
