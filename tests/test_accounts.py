@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from abm.model import ComputeMarket
+from abm.scenario import available_scenarios
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["baseline", "mega_deal", "public_compute", "ai_winter"])
+@pytest.mark.parametrize("scenario", available_scenarios())
 def test_debt_and_revenue_add_up_every_month(scenario):
     m = ComputeMarket(scenario, overrides={"run.months": 60}, rng=2)
     for _ in range(60):
@@ -73,13 +74,13 @@ def test_utilization_splits_into_labs_and_background():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["baseline", "mega_deal", "antitrust", "foundry_shock"])
+@pytest.mark.parametrize("scenario", available_scenarios())
 def test_contracting_never_sells_beyond_the_capacity_alive_then(scenario, monkeypatch):
     """Bargained contracts (phase 7) commit a cloud only where the capacity it will have in that future month
     (fleet within its life, chips waiting or in transit) covers its commitments: after the phase, wherever a
     cloud's commitments grew, they are within that capacity path, or no higher than they already were (a
     mega-deal or equity deal may over-commit a cloud; bargaining never adds to it). Checked every month over
-    60 months, on the capacity path computed independently of the contracting code."""
+    60 months in every scenario, on the capacity path computed independently of the contracting code."""
     from abm.markets import contracting
 
     original = contracting.sign_requests

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from abm.scenario import load_scenario
+from abm.scenario import available_scenarios, load_scenario
 from analysis.runio import run_scenario, write_run
 
 CAPACITY_KINDS = {"reserved", "equity_for_compute"}
@@ -36,7 +36,7 @@ def _in_force(c: dict, t: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["baseline", "mega_deal", "antitrust"])
+@pytest.mark.parametrize("scenario", available_scenarios())
 def test_obligations_reconcile_with_contracts_csv(scenario, tmp_path):
     scn = load_scenario(scenario, seed=3, months=48)
     write_run(run_scenario(scn), tmp_path / "run", 0.0)
