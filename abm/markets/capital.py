@@ -96,15 +96,23 @@ def _allocate(m, er: np.ndarray, asks: np.ndarray, n_inc: int) -> np.ndarray:
     return grant
 
 
+def pre_money(m, rows: np.ndarray) -> np.ndarray:
+    """Pre-money valuation at which a lab sells a stake: annualised revenue x ``revenue_multiple``, or what it
+    has raised so far if that is more (at least $1)."""
+    C = m.lab_table.cols
+    return np.maximum(np.maximum(m.cfg.capital.revenue_multiple * 12 * C["revenue_ewma"][rows],
+                                 C["capital_raised"][rows]), 1.0)
+
+
 def _close_rounds(m, seekers: np.ndarray, grant: np.ndarray) -> None:
     """Incumbents' rounds: money from the pool, investors' stake at the pre-money valuation, spend plans."""
-    cap, led, C = m.cfg.capital, m.ledger, m.lab_table.cols
+    led, C = m.ledger, m.lab_table.cols
     got = np.flatnonzero(grant > 0)
     if got.size == 0:
         return
     s, amount = seekers[got], grant[got]
     led.transfer_many(np.full(got.size, led.index["investor_pool"]), C["acct"][s], amount, "equity_raise")
-    pre = np.maximum(np.maximum(cap.revenue_multiple * 12 * C["revenue_ewma"][s], C["capital_raised"][s]), 1.0)
+    pre = pre_money(m, s)
     share = amount / (pre + amount)
     C["capital_raised"][s] += amount
     Lab.start_spending_all(m, s)
@@ -139,7 +147,7 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         volume = pol.equity_commit_multiple * invest / (price * ec.ramped_months(term, ramp))
         cap = m.cfg.policy.max_lab_share_of_cloud * max(cloud.online, 1.0)
         volume = min(volume, cap)
-        pre = max(m.cfg.capital.revenue_multiple * 12 * lab.revenue_ewma, lab.capital_raised, 1.0)
+        pre = float(pre_money(m, np.array([lab.slot]))[0])
         share = invest / (pre + invest)
         lab.dilute(cloud.name, share)
         cloud.equity_stakes[lab.unique_id] = share

@@ -3,7 +3,7 @@
 A lab's request (from its plan in phase 5) is priced by each eligible cloud: the cloud's reservation price
 (levelized floor or expected spot, raised by the lab's default risk) and the lab's outside option (the
 next-best cloud or the spot market) are combined by a Rubinstein-Nash weight from the two sides' discount
-rates (:func:`cloud_terms`, :func:`quote_price`). In phase 7 all requests are served at once over arrays
+rates (:func:`bargain_terms`, :func:`quote_price`). In phase 7 all requests are served at once over arrays
 (:func:`sign_requests`); signed contracts are written to the world's contract book (``World.sign_reserved``).
 """
 
@@ -19,21 +19,41 @@ if TYPE_CHECKING:
     from ..agents import CloudProvider, Lab
 
 
-def cloud_terms(m, lab: Lab, clouds, term: int, extra_value: float):
-    """Cloud reservation prices and lab outside option for a request (vectorised over clouds)."""
-    ct = m.cfg.contracting
-    floors = np.array([c.floor_price for c in clouds])
+def sell_chance(m, clouds) -> np.ndarray:
+    """The chance each cloud would sell the capacity spot instead of under contract: its utilization this
+    month (committed over online; 1 with nothing online), within [0.3, 1]."""
     util = np.array([m.committed[c.idx, m.t] / c.online if c.online > 0 else 1.0 for c in clouds])
-    spot_path = ec.expected_price_path(m.spot_price_ewma, term, m.price_decline_expected)
-    sell_prob = np.clip(util, 0.3, 1.0)
-    pdef = float(ec.default_probability(lab.coverage(extra_value), ct.risk_k))
-    cloud_min = (1 + pdef * m.lgd_estimate) * np.maximum(floors * (1 - m.price_decline_expected) ** (term / 24),
-                                                 spot_path * sell_prob)
+    return np.clip(util, 0.3, 1.0)
+
+
+def bargain_terms(m, rows: np.ndarray, clouds, terms, values):
+    """Reservation prices and outside options for labs (lab-table ``rows``) asking ``clouds`` for deals of
+    ``terms`` months worth ``values``, over arrays: (cloud_min (labs, clouds), lab_alt (labs,),
+    beta (labs, clouds)). The cloud asks at least its levelized floor, or the expected spot price times its
+    chance of selling spot, raised by the lab's default risk at its coverage with the deal; the lab's
+    outside option is the expected spot price with its risk premium; the Rubinstein weight comes from the
+    two sides' discount rates (the lab's from its runway)."""
+    ct = m.cfg.contracting
+    decline = m.price_decline_expected
+    terms = np.asarray(terms)
+    floors = np.array([c.floor_price for c in clouds])
+    u, t_idx = np.unique(terms, return_inverse=True)
+    spot_path = np.array([ec.expected_price_path(m.spot_price_ewma, int(k), decline) for k in u])[t_idx]
+    pdef = ec.default_probability(m.lab_coverage(rows, values), ct.risk_k)
+    cloud_min = (1 + pdef * m.lgd_estimate)[:, None] * np.maximum(
+        floors[None, :] * ((1 - decline) ** (terms / 24))[:, None],
+        spot_path[:, None] * sell_chance(m, clouds)[None, :])
     lab_alt = spot_path * (1 + ct.spot_risk_premium)
-    r_lab = float(ec.lab_discount_rate(ct.lab_base_rate_annual, lab.runway(), ct.lab_impatience))
+    r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, m.lab_runway(rows), ct.lab_impatience)
     r_cloud = np.array([c.cost_of_capital / 12 for c in clouds])
-    beta = ec.rubinstein_weight(r_lab, r_cloud)
+    beta = ec.rubinstein_weight(r_lab[:, None], r_cloud[None, :])
     return cloud_min, lab_alt, beta
+
+
+def cloud_terms(m, lab: Lab, clouds, term: int, extra_value: float):
+    """:func:`bargain_terms` for one lab's request to several clouds: (cloud_min, lab_alt, beta) per cloud."""
+    cmin, alt, beta = bargain_terms(m, np.array([lab.slot]), clouds, np.array([term]), np.array([extra_value]))
+    return cmin[0], float(alt[0]), beta[0]
 
 
 def quote_price(m, lab: Lab, cloud: CloudProvider, term: int, value: float = 0.0) -> float:
@@ -43,20 +63,9 @@ def quote_price(m, lab: Lab, cloud: CloudProvider, term: int, value: float = 0.0
 
 
 def quote_prices(m, rows: np.ndarray, cloud: CloudProvider, term: int, values: np.ndarray) -> np.ndarray:
-    """:func:`quote_price` for many labs (lab-table rows) with one cloud, deals worth ``values``: elementwise
-    the same numbers, over arrays."""
-    ct = m.cfg.contracting
-    decline = m.price_decline_expected
-    util = m.committed[cloud.idx, m.t] / cloud.online if cloud.online > 0 else 1.0
-    spot_path = ec.expected_price_path(m.spot_price_ewma, term, decline)
-    sell_prob = float(np.clip(util, 0.3, 1.0))
-    pdef = ec.default_probability(m.lab_coverage(rows, values), ct.risk_k)
-    cloud_min = (1 + pdef * m.lgd_estimate) * max(cloud.floor_price * (1 - decline) ** (term / 24),
-                                                  spot_path * sell_prob)
-    lab_alt = spot_path * (1 + ct.spot_risk_premium)
-    r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, m.lab_runway(rows), ct.lab_impatience)
-    beta = ec.rubinstein_weight(r_lab, cloud.cost_of_capital / 12)
-    return np.asarray(ec.nash_price(lab_alt, cloud_min, beta), dtype=float)
+    """:func:`quote_price` for many labs (lab-table rows) with one cloud, deals worth ``values``."""
+    cmin, alt, beta = bargain_terms(m, rows, [cloud], np.full(len(rows), term), values)
+    return np.asarray(ec.nash_price(alt, cmin[:, 0], beta[:, 0]), dtype=float)
 
 
 def available_by_term(m, terms: np.ndarray) -> np.ndarray:
@@ -97,20 +106,9 @@ def sign_requests(m) -> None:
     floors = np.array([c.floor_price for c in clouds])
     cap = pol.max_lab_share_of_cloud * online[None, :] - m.held_by_uid()[uid]
     want = vol[:, None] / eff[None, :]
-    # Reservation prices (the cloud's) and outside options (the lab's), as in cloud_terms.
-    pdef = ec.default_probability(m.lab_coverage(reqs, vol * m.reserved_ref * term), ct.risk_k)
+    # Reservation prices (the cloud's) and outside options (the lab's).
+    cloud_min, lab_alt, beta = bargain_terms(m, reqs, clouds, term, vol * m.reserved_ref * term)
     terms, t_idx = np.unique(term, return_inverse=True)
-    spot_path = np.array([ec.expected_price_path(m.spot_price_ewma, int(k), m.price_decline_expected)
-                          for k in terms])[t_idx]
-    util = np.where(online > 0, m.committed[:, m.t] / np.where(online > 0, online, 1.0), 1.0)
-    sell_prob = np.clip(util, 0.3, 1.0)
-    cloud_min = (1 + pdef * m.lgd_estimate)[:, None] * np.maximum(
-        floors[None, :] * ((1 - m.price_decline_expected) ** (term / 24))[:, None],
-        spot_path[:, None] * sell_prob[None, :])
-    lab_alt = spot_path * (1 + ct.spot_risk_premium)
-    r_lab = ec.lab_discount_rate(ct.lab_base_rate_annual, m.lab_runway(reqs), ct.lab_impatience)
-    r_cloud = np.array([c.cost_of_capital / 12 for c in clouds])
-    beta = ec.rubinstein_weight(r_lab[:, None], r_cloud[None, :])
     per_eff = cloud_min / eff[None, :]
     done = ~has
     unmet = np.zeros(len(clouds))

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import economics as ec
 from ..agents import Lab
+from .contracting import sell_chance
 
 BARRIER_ITERATIONS = 60  # cap on the entrant-price fixed point iterations (converges in a few; ODD S9)
 LGD_LEARNING = 0.3  # weight of a month's realized loss given default in the clouds' estimate (no source; ODD S9)
@@ -142,8 +143,7 @@ def entry_terms(m) -> dict:
         "floor": float(np.median([c.floor_price for c in market])) * (1 - m.price_decline_expected) ** (term / 24),
         "spot_path": ec.expected_price_path(m.spot_price_ewma, term, m.price_decline_expected),
         # The chance a cloud would sell the capacity spot instead, as in contracting: its utilization in [0.3, 1].
-        "sell_prob": float(np.median([np.clip(m.committed[c.idx, m.t] / c.online if c.online > 0 else 1.0, 0.3, 1.0)
-                                      for c in market])),
+        "sell_prob": float(np.median(sell_chance(m, market))),
         "beta": float(ec.rubinstein_weight(r_lab, float(np.median([c.cost_of_capital for c in market])) / 12)),
         # A public provider with spare capacity rents to the entrants it would take at its floor.
         "public": [(c.floor_price, c.eligible_capital_max) for c in m.clouds
