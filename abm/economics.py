@@ -121,20 +121,34 @@ def adapt_share(share, mr_rd, mr_compute, speed: float, lo: float, hi: float):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def logit_shares(q, log_price, theta: float, eta: float, u0: float):
-    """Expenditure shares of a logit over capability and price with an outside option.
+def nest_shares(q, log_price, theta: float, eta: float):
+    """Shares within the nest of AI labs and the nest's inclusive value (a nested logit's lower level).
 
-    s_i = exp(theta q_i - eta ln p_i) / (exp(u0) + sum_j exp(theta q_j - eta ln p_j)). Returns
-    (inside shares, outside share); they sum to one. Computed with a max shift for stability.
+    v_i = theta q_i - eta ln p_i; s_i = exp(v_i) / sum_j exp(v_j); I = ln sum_j exp(v_j). Capability and price
+    enter in absolute terms, so I rises when every lab gets better or cheaper while the shares do not move.
+    Computed with a max shift for stability; an empty nest has I = -inf.
     """
     v = theta * np.asarray(q, dtype=float) - eta * np.asarray(log_price, dtype=float)
     if v.size == 0:
-        return v, 1.0
-    m = max(float(v.max()), u0)
-    ev = np.exp(v - m)
-    e0 = math.exp(u0 - m)
-    tot = e0 + ev.sum()
-    return ev / tot, e0 / tot
+        return v, -math.inf
+    top = float(v.max())
+    ev = np.exp(v - top)
+    tot = float(ev.sum())
+    return ev / tot, top + math.log(tot)
+
+
+def adoption(iv: float, iv_start: float, adoption_start: float, nest_scale: float) -> float:
+    """Share of potential end-user demand spent on AI labs (the upper level of a nested logit).
+
+    The log-odds of using AI rather than the outside option move with the nest's inclusive value:
+    logit(A) = logit(adoption_start) + nest_scale (I - I_start). ``nest_scale`` (McFadden's dissimilarity
+    parameter, in (0, 1]) is how much of an improvement in the best available choice reaches the decision to
+    adopt at all; 0 makes adoption a constant. An empty nest (I = -inf) has no adoption.
+    """
+    if not math.isfinite(iv):
+        return 0.0
+    x = math.log(adoption_start / (1.0 - adoption_start)) + nest_scale * (iv - iv_start)
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ COLUMNS = [
     "cloud_utilization_background", "installed_h100e", "installed_gw",
     "capex_usd", "spot_price_usd_per_h100e_hour", "reserved_price_usd_per_h100e_hour", "cloud_backlog_usd",
     "cloud_revenue_usd", "vendor_hhi_shipments", "captive_share_shipments", "vendor_lerner",
-    "chip_price_usd_per_h100e", "end_user_demand_usd", "lab_revenue_usd", "investor_inflow_usd",
+    "chip_price_usd_per_h100e", "end_user_demand_usd", "ai_adoption", "lab_revenue_usd", "investor_inflow_usd",
 ]
 # Columns that are empty (NaN in memory) when undefined, as documented in the README.
 NULLABLE = {"reserved_price_usd_per_h100e_hour", "small_lab_survival_24m"}
@@ -128,7 +128,8 @@ def collect_row(m, month=None) -> dict:
         "captive_share_shipments": float(ship[captive].sum() / ship.sum()) if ship.sum() > 0 else 0.0,
         "vendor_lerner": lerner,
         "chip_price_usd_per_h100e": float(chip_price),
-        "end_user_demand_usd": float(m.env.demand),
+        "end_user_demand_usd": float(m.env.spend),
+        "ai_adoption": float(m.env.adoption),
         "lab_revenue_usd": float(revenue.sum()),
         "investor_inflow_usd": float(m.inflow_month),
     }

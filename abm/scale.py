@@ -49,9 +49,10 @@ def scale_world(cfg: Scenario, n_labs: int) -> Scenario:
       same clouds can make equity-for-compute offers. Each offer stays a share of the cloud's cash capped
       by the lab's ask, and a cloud still makes at most one a year, so such deals touch a smaller share
       of the labs in a larger world.
-    * not scaled: growth rates, elasticities and preferences. The product market is a logit over labs with
-      an outside option (``demand.outside_utility``) that is a preference, not an aggregate, so with more
-      labs to choose from the outside option's share falls somewhat.
+    * not scaled: growth rates, elasticities and preferences. The product market is a nested logit whose
+      adoption starts at ``demand.adoption_initial`` in any world (the first month's inclusive value is
+      the reference), so a larger world starts with the same adoption; afterwards the inclusive value
+      moves with capability and prices as in the smaller world.
     * events are kept as they are: a mega deal is one lab's deal with one cloud, and a public-compute
       programme's budget is a policy choice, so both are smaller relative to a larger world.
 

@@ -80,15 +80,23 @@ class EfficiencyCfg(_Section):
 
 class DemandCfg(_Section):
     initial_usd_month: float = _f(6e8, "$/month", "end-user AI spend 2024-01, calibrated to lab revenue "
-                                  "run-rates (Epoch AI companies data)", gt=0)
-    growth_annual: float = _f(2.5, "x/yr", "about 2.5x a year early on (lab revenue growth 2023-24, Epoch AI companies data)", gt=0)
+                                  "run-rates (Epoch AI companies data); potential demand is this / adoption_initial",
+                                  gt=0)
+    growth_annual: float = _f(1.9, "x/yr", "growth of potential end-user demand early on; calibrated: with adoption "
+                              "(S3) end-user spending grows 2.4x in 2024, against about 2.5x a year (lab revenue growth "
+                              "2023-24, Epoch AI companies data)", gt=0)
     growth_halflife_years: float = _f(4.0, "years", "half-life of the log growth rate (slowing)", gt=0)
     theta: float = _f(10.0, "1/capability", "logit weight of capability; calibrated so that the top lab holds "
                       "0.6-0.75 of lab revenue at 2024-12 (Epoch AI companies data: OpenAI $3.7-5.5B, Anthropic "
                       "$1.0B, xAI $0.1B run-rate)", ge=0)
     eta: float = _f(1.5, "-", "logit price elasticity", ge=0)
-    outside_utility: float = _f(-4.0, "-", "utility of the outside option relative to the frontier lab", ge=-50,
-                                le=50)
+    adoption_initial: float = _f(0.3, "-", "share of potential end-user demand spent on AI at the start; proxy: US "
+                                 "adults who had used ChatGPT, 23% in Feb 2024 (Pew), or any generative AI, 39% in Aug "
+                                 "2024 (Bick, Blandin and Deming 2024)", gt=0, lt=1)
+    adoption_nest_scale: float = _f(0.14, "-", "nested-logit scale: the share of a change in the labs' inclusive "
+                                    "value that reaches the decision to use AI at all (0: adoption fixed); calibrated: "
+                                    "adoption's log-odds rise 0.52 in 2024, as US adults' ChatGPT use from 18% (Jul 2023) "
+                                    "to 23% (Feb 2024) (Pew), 0.53 a year", ge=0, le=1)
     markup: float = _f(2.0, "x", "price over serving cost (gross margin ~50%)", ge=1)
 
 

@@ -42,7 +42,10 @@ class Environment:
     def __init__(self, cfg: Scenario):
         self.cfg = cfg
         self.t = 0
-        self.demand = cfg.demand.initial_usd_month
+        # Potential end-user demand; what is spent on AI is this times adoption (S3).
+        self.adoption = cfg.demand.adoption_initial
+        self.demand = cfg.demand.initial_usd_month / self.adoption
+        self.iv_start: float | None = None
         self.foundry_base = cfg.chips.foundry_capacity_h100e_month
         self.inflow_base = cfg.capital.inflow_usd_month
         self.background = cfg.background.volume_h100e
@@ -53,6 +56,7 @@ class Environment:
         self.inflow_factor = 1.0
         self.inflow_factor_until = -1
         self.demand_hist = [self.demand]
+        self.spend_hist: list[float] = []
         self.update(0, sentiment=1.0)
 
     @staticmethod
@@ -89,10 +93,26 @@ class Environment:
         self.energy_price = c.cloud_params.energy_price_usd_kwh
         self.ecosystem_factor = 1.0 - self.eco_gap
 
+    @property
+    def spend(self) -> float:
+        """End-user spending on AI this month: potential demand times the latest adoption."""
+        return self.demand * self.adoption
+
+    def set_adoption(self, iv: float) -> None:
+        """Adoption from the labs' inclusive value this month (S3); the first month with labs is the reference
+        at which adoption equals ``demand.adoption_initial``."""
+        d = self.cfg.demand
+        if math.isfinite(iv):  # with no lab alive, adoption keeps its last value (what an entrant would meet)
+            if self.iv_start is None:
+                self.iv_start = iv
+            self.adoption = ec.adoption(iv, self.iv_start, d.adoption_initial, d.adoption_nest_scale)
+        self.spend_hist.append(self.spend)
+
     def demand_growth_12m(self) -> float:
-        """Growth of end-user demand over the last 12 months (the investors' benchmark for sector growth)."""
-        h = self.demand_hist
-        return h[-1] / h[-13] if len(h) > 12 else 1.0
+        """Growth of end-user spending on AI over the last 12 months (the investors' benchmark for sector
+        growth)."""
+        h = self.spend_hist
+        return h[-1] / h[-13] if len(h) > 12 and h[-13] > 0 else 1.0
 
 
 class World(mesa.Model):

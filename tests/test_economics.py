@@ -149,29 +149,42 @@ def test_adapt_share_moves_toward_higher_return(share, mr_rd, mr_compute, speed)
 utils = st.lists(st.floats(-20, 20, **finite), min_size=1, max_size=10)
 
 
-@given(utils, st.floats(0.0, 3.0, **finite), st.floats(0.0, 3.0, **finite), st.floats(-20, 20, **finite),
-       st.floats(-50, 50, **finite))
-def test_logit_shares_sum_to_one_and_shift_invariant(q, theta, eta, u0, shift):
-    """Inside + outside shares sum to 1; adding c to every utility and to u0 leaves shares unchanged."""
+@given(utils, st.floats(0.0, 3.0, **finite), st.floats(0.0, 3.0, **finite), st.floats(-20, 20, **finite))
+def test_nest_shares_sum_to_one_and_inclusive_value_absolute(q, theta, eta, lift):
+    """Shares within the nest sum to 1 and do not move when every lab gains the same capability; the
+    inclusive value rises by exactly theta x that gain (absolute capability is worth something)."""
     lp = np.linspace(-1.0, 1.0, len(q))
-    s, s0 = ec.logit_shares(q, lp, theta, eta, u0)
-    assert np.all(s >= 0) and 0 <= s0 <= 1
-    assert s.sum() + s0 == pytest.approx(1.0, abs=1e-12)
-    # theta*q - eta*lp + shift == theta*q - eta*(lp - shift/eta): shift every inside utility via price.
-    if eta > 0.1:
-        s2, s02 = ec.logit_shares(q, lp - shift / eta, theta, eta, u0 + shift)
-        assert s2 == pytest.approx(s, abs=1e-9)
-        assert s02 == pytest.approx(s0, abs=1e-9)
+    s, iv = ec.nest_shares(q, lp, theta, eta)
+    assert np.all(s >= 0) and s.sum() == pytest.approx(1.0, abs=1e-12)
+    s2, iv2 = ec.nest_shares(np.asarray(q) + lift, lp, theta, eta)
+    assert s2 == pytest.approx(s, abs=1e-9)
+    assert iv2 - iv == pytest.approx(theta * lift, abs=1e-9 * max(1.0, abs(iv)))
+    # The inclusive value is at least the best single utility and at most it plus ln(number of labs).
+    v = theta * np.asarray(q) - eta * lp
+    assert v.max() - 1e-9 <= iv <= v.max() + math.log(len(q)) + 1e-9
 
 
-def test_logit_shares_hand_value_and_monotonicity():
-    """With theta=eta=1, u0=0, q=(0, ln 2), p=1: weights 1, 1, 2 -> shares (1/4, 1/2), outside 1/4."""
-    s, s0 = ec.logit_shares([0.0, math.log(2.0)], [0.0, 0.0], 1.0, 1.0, 0.0)
-    assert s == pytest.approx([0.25, 0.5]) and s0 == pytest.approx(0.25)
+def test_nest_shares_hand_value_and_monotonicity():
+    """With theta=eta=1, q=(0, ln 2), p=1: weights 1 and 2 -> shares (1/3, 2/3), inclusive value ln 3."""
+    s, iv = ec.nest_shares([0.0, math.log(2.0)], [0.0, 0.0], 1.0, 1.0)
+    assert s == pytest.approx([1 / 3, 2 / 3]) and iv == pytest.approx(math.log(3.0))
     # Higher capability -> higher share; higher price -> lower share.
-    s_cap, _ = ec.logit_shares([1.0, 1.5], [0.0, 0.0], 2.0, 1.5, 0.0)
-    s_pr, _ = ec.logit_shares([1.0, 1.0], [0.0, 0.5], 2.0, 1.5, 0.0)
+    s_cap, _ = ec.nest_shares([1.0, 1.5], [0.0, 0.0], 2.0, 1.5)
+    s_pr, _ = ec.nest_shares([1.0, 1.0], [0.0, 0.5], 2.0, 1.5)
     assert s_cap[1] > s_cap[0] and s_pr[1] < s_pr[0]
+    assert ec.nest_shares([], [], 1.0, 1.0)[1] == -math.inf
+
+
+def test_adoption_hand_values():
+    """Adoption starts where it is told, its log-odds move by nest_scale x the change in inclusive value,
+    a scale of 0 fixes it, and an empty nest has none."""
+    assert ec.adoption(5.0, 5.0, 0.3, 0.14) == pytest.approx(0.3)
+    a = ec.adoption(7.0, 5.0, 0.3, 0.25)
+    assert math.log(a / (1 - a)) - math.log(0.3 / 0.7) == pytest.approx(0.5)
+    assert ec.adoption(50.0, 5.0, 0.3, 0.0) == pytest.approx(0.3)
+    assert ec.adoption(4.0, 5.0, 0.3, 0.5) < 0.3 < ec.adoption(6.0, 5.0, 0.3, 0.5)
+    assert ec.adoption(-math.inf, 5.0, 0.3, 0.5) == 0.0
+    assert ec.adoption(-1e6, 5.0, 0.3, 0.5) == 0.0
 
 
 # --------------------------------------------------------------------------------------------------- S4 chips

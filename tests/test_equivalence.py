@@ -35,7 +35,7 @@ from analysis.experiments.equivalence import (
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference_baseline.csv"
 MASTER_SEED, N_SEEDS = 1, 200
 CONTROL_SEEDS = 40
-CONTROL_OVERRIDES = {"demand.growth_annual": 1.7}  # baseline 2.5x a year
+CONTROL_OVERRIDES = {"demand.growth_annual": 1.45}  # baseline 1.9x a year (potential demand)
 WORKERS = min(2, os.cpu_count() or 1)
 
 

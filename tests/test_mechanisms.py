@@ -5,6 +5,7 @@ direction of the response, against the same world and seed without the change (c
 - Entry: potential entrants are funded by investors in the capital market, so entry follows the money.
 - Captive lines: an owner enlarges its line when the saving over merchant chips pays the design cost.
 - Exclusivity: an exclusive deal keeps its lab off other clouds when it needs more than the deal gives.
+- Demand: a jump in every lab's capability raises what end users spend on AI, with potential demand unchanged.
 """
 
 from __future__ import annotations
@@ -139,3 +140,19 @@ def test_projected_barrier_has_no_start_switch():
         ratios.append(r["entry_barrier_usd"] / r["entry_barrier_now_usd"])
     assert ratios[0] > 1.5
     assert max(ratios) / min(ratios) < 2.0
+
+
+def test_absolute_capability_raises_spending():
+    """A tenfold efficiency jump at the frontier lab, diffused to the others, raises every lab's capability
+    once its next run finishes: end users spend more on AI (adoption rises) while potential demand follows the
+    same path. With capability counted only relative to the best lab this would not move spending at all; with
+    the nest scale at 0 it does not."""
+    event = {"events": [{"month": "2024-02", "type": "algorithmic_breakthrough", "factor": 10.0}]}
+    base = _run("baseline", 24)
+    jump = _run("baseline", 24, **event)
+    assert base.env.demand_hist == jump.env.demand_hist
+    assert _col(jump, "frontier_capability")[-1] > _col(base, "frontier_capability")[-1] + 0.1
+    assert _col(jump, "ai_adoption")[-1] > _col(base, "ai_adoption")[-1] + 0.05
+    assert _col(jump, "end_user_demand_usd")[-1] > 1.1 * _col(base, "end_user_demand_usd")[-1]
+    fixed = _run("baseline", 24, **{"demand.adoption_nest_scale": 0.0}, **event)
+    assert np.allclose(_col(fixed, "ai_adoption"), 0.3)

@@ -318,7 +318,7 @@ VALID_RANGES = {
 NON_NEGATIVE = ["capital.kappa", "demand.theta", "entry.rate_per_month", "capital.inflow_usd_month",
                 "scaling.gamma", "contracting.lgd", "chips.delivery_lag_months", "background.volume_h100e",
                 "efficiency.diffusion", "cloud_params.energy_price_usd_kwh", "training.wind_down_cash_usd"]
-NUMERIC = NON_NEGATIVE + ["demand.outside_utility", "run.months", "run.seed", "entry.seed_capital_median_usd"]
+NUMERIC = NON_NEGATIVE + ["demand.adoption_initial", "run.months", "run.seed", "entry.seed_capital_median_usd"]
 
 
 @st.composite

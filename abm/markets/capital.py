@@ -11,8 +11,6 @@ end of the month from sector revenue growth (:func:`update_sentiment`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import economics as ec
@@ -53,7 +51,7 @@ def clear(m) -> None:
 def expected_returns(m, seekers: np.ndarray, cand: dict) -> tuple[np.ndarray, np.ndarray]:
     """Expected value per dollar of each incumbent's round and each potential entrant's seed round
     (:func:`abm.economics.expected_return`). Investors value a lab by its logit revenue share of next year's
-    end-user demand against the labs alive now (:func:`abm.economics.firm_value`), with the frontier moved on
+    end-user spending on AI (this month's, grown at its last 12 months' rate) against the labs alive now (:func:`abm.economics.firm_value`), with the frontier moved on
     by its trend over the year. Funded, the lab reaches the capability its money plus its cash buys in a
     final run at the reference reserved price (never less than it has); unfunded, an incumbent keeps what it
     has and an entrant, with no compute to train or serve, is worth nothing."""
@@ -62,9 +60,9 @@ def expected_returns(m, seekers: np.ndarray, cand: dict) -> tuple[np.ndarray, np
     q = C["capability"][alive]
     q_front = float(q.max()) if alive.size else 0.0
     theta = cfg.demand.theta
-    z = math.exp(cfg.demand.outside_utility) + float(np.exp(theta * (q - q_front)).sum())
+    z = float(np.exp(theta * (q - q_front)).sum())
     progress = entry.projected_frontier(m, 12) - q_front
-    value = dict(theta=theta, demand_ahead=m.env.demand * m.env.demand_growth_12m(),
+    value = dict(theta=theta, demand_ahead=m.env.spend * m.env.demand_growth_12m(),
                  revenue_multiple=cfg.capital.revenue_multiple)
     reach = dict(g_coef=m.g_coef, gamma=m.gamma, flop_per_unit=m.flop_per_unit, price_per_unit=m.reserved_ref,
                  compute_share=1 - cfg.efficiency.rd_share_init, final_run_share=cfg.training.final_run_share)

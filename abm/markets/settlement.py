@@ -69,10 +69,9 @@ def settle(m) -> None:
     e = np.exp(C["log_eff"][slots]) if d.markup and cfg.efficiency.inference_gain else np.ones(n)
     p0 = m.p0
     price = d.markup * unit / (p0 * d.markup) / e
-    q_front = q.max() if n else 0.0
-    shares, outside = ec.logit_shares(q - q_front, np.log(np.maximum(price, 1e-12)), d.theta, d.eta,
-                                      d.outside_utility)
-    potential = m.env.demand * shares
+    shares, iv = ec.nest_shares(q, np.log(np.maximum(price, 1e-12)), d.theta, d.eta)
+    m.env.set_adoption(iv)
+    potential = m.env.spend * shares
     need = potential / (d.markup * np.maximum(unit, 1e-9))
     inf = np.minimum(k, need)
     rev = np.where(need > 0, potential * inf / np.maximum(need, 1e-12), 0.0)

@@ -79,7 +79,8 @@ COLUMN_INFO: dict[str, Col] = {
                                    kind="share"),
     "vendor_lerner": Col("Chip vendors' Lerner index (p-c)/p", "index, 0-1", kind="share"),
     "chip_price_usd_per_h100e": Col("Chip price paid", "USD per H100e", kind="usd"),
-    "end_user_demand_usd": Col("End-user demand for AI", "USD per month", True, "usd"),
+    "end_user_demand_usd": Col("End-user spending on AI", "USD per month", True, "usd"),
+    "ai_adoption": Col("AI adoption (share of potential demand)", "share, 0-1", kind="share"),
     "lab_revenue_usd": Col("Lab revenue", "USD per month", True, "usd"),
     "investor_inflow_usd": Col("Investor inflow", "USD per month", True, "usd"),
 }
