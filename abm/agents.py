@@ -183,6 +183,7 @@ class CloudProvider(MarketAgent):
         self.restricted = False
         self.captive_commitment = 0.0  # H100e of committed captive-chip deals not yet ordered
         self.chip_need_ewma = float(self.v_h100e.sum()) / 24  # chips it wants to order a month (12-month EWMA)
+        self.received = float(self.v_h100e.sum())  # H100e ever delivered here, the initial fleet included
         self.public = spec.kind == "public"
         self.eligible_capital_max = math.inf
         self.budget_month = 0.0
@@ -257,7 +258,9 @@ class CloudProvider(MarketAgent):
             self.power_online += sum(mw for m, mw in self.builds if m <= t)
             self.builds = [b for b in self.builds if b[0] > t]
         if any(p[0] <= t for p in self.pending):
-            self.stored += [(h, c, kw, cost) for m, h, c, kw, cost in self.pending if m <= t]
+            arrived = [(h, c, kw, cost) for m, h, c, kw, cost in self.pending if m <= t]
+            self.received += sum(a[0] for a in arrived)
+            self.stored += arrived
             self.pending = [p for p in self.pending if p[0] > t]
         if not self.stored:
             return
@@ -577,6 +580,21 @@ class Lab(MarketAgent):
         for k in self.equity:
             self.equity[k] *= 1.0 - share
         self.equity[holder] = self.equity.get(holder, 0.0) + share
+
+    @staticmethod
+    def from_spec(model, spec) -> Lab:
+        """A named lab from its scenario entry (:class:`abm.scenario.LabSpec`), added to the world with its
+        cash and its contracts, which start this month. Used at the start and by ``lab_entry`` events."""
+        lab = Lab(model, spec.name, spec.tier, efficiency=spec.efficiency, last_run_flop=spec.last_run_flop,
+                  revenue=spec.revenue_usd_month, other_funding=spec.other_funding_usd_month, rd_share=spec.rd_share)
+        model.endow(lab, spec.cash_usd)
+        lab.capital_raised = spec.capital_raised_usd
+        model.add_lab(lab)
+        by_name = {c.name: c for c in model.clouds}
+        for cs in spec.contracts:
+            model.sign(lab, by_name[cs.cloud], "reserved", cs.h100e, model.t, cs.months_left,
+                       cs.price_usd_hour * ec.HOURS_PER_MONTH)
+        return lab
 
     def start_spending(self) -> None:
         """Set the monthly spend plan from cash and revenue (after birth or a raise)."""

@@ -213,7 +213,45 @@ def antitrust(model, ev) -> None:
     model.log_event("antitrust", "policy", ", ".join(f"{k}={v}" for k, v in over.items()))
 
 
+def lab_entry(model, ev) -> None:
+    """A named lab is founded this month with the cash and contracts of ``new_lab`` (money from outside the
+    model's investor pool, like the initial endowments)."""
+    from .agents import Lab
+
+    lab = Lab.from_spec(model, ev.new_lab)
+    lab.start_spending()
+    model.entries += 1
+    model.log_event("lab_entry", lab.name, f"founded with {ev.new_lab.cash_usd:,.0f} USD", ev.new_lab.cash_usd)
+
+
+def funding(model, ev) -> None:
+    """An announced round: ``value_usd`` of equity for a named lab at its pre-money valuation (S8), from
+    investors outside the model's pool, or from ``cloud``'s cash (then counted as cloud equity). No compute
+    contract comes with it: the lab buys compute in the market."""
+    from .markets.capital import pre_money
+
+    lab = next((x for x in model.labs if x.name == ev.lab), None)
+    if lab is None or not lab.alive:
+        model.log_event("funding_void", ev.lab, "lab is not alive")
+        return
+    cloud = next((c for c in model.clouds if c.name == ev.cloud), None) if ev.cloud else None
+    pre = float(pre_money(model, np.array([lab.slot]))[0])
+    share = ev.value_usd / (pre + ev.value_usd)
+    if cloud is not None:
+        model.ledger.transfer(cloud, lab, ev.value_usd, "equity_investment")
+        lab.cloud_equity += ev.value_usd
+        lab.dilute(cloud.name, share)
+        cloud.equity_stakes[lab.unique_id] = cloud.equity_stakes.get(lab.unique_id, 0.0) + share
+    else:
+        model.ledger.transfer("investors", lab, ev.value_usd, "equity_raise")
+        lab.dilute("investors", share)
+    lab.capital_raised += ev.value_usd
+    lab.start_spending()
+    model.log_event("funding", lab.name, f"{cloud.name if cloud else 'investors'} take {share:.3f}", ev.value_usd)
+
+
 HANDLERS = {"mega_deal": mega_deal, "set": set_parameter, "export_controls": export_controls,
             "foundry_shock": foundry_shock, "demand_shock": demand_shock, "capital_shock": capital_shock,
             "algorithmic_breakthrough": algorithmic_breakthrough, "open_weights": open_weights,
-            "ecosystem_shift": ecosystem_shift, "public_compute": public_compute, "antitrust": antitrust}
+            "ecosystem_shift": ecosystem_shift, "public_compute": public_compute, "antitrust": antitrust,
+            "lab_entry": lab_entry, "funding": funding}

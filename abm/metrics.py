@@ -13,12 +13,12 @@ COLUMNS = [
     "month", "step", "labs_active", "lab_entries", "lab_exits", "lab_hhi_compute", "lab_hhi_revenue",
     "lab_hhi_capital", "lab_top3_share_compute", "lab_gini_capital", "frontier_capability",
     "median_capability", "frontier_training_flop", "frontier_effective_flop", "frontier_run_cost_usd",
-    "entry_barrier_usd", "entry_barrier_now_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
+    "models_above_1e25_cumulative", "largest_lab_h100e", "entry_barrier_usd", "entry_barrier_now_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
     "small_lab_survival_24m", "cloud_hhi_capacity", "cloud_utilization", "cloud_utilization_labs",
-    "cloud_utilization_background", "installed_h100e", "installed_gw",
+    "cloud_utilization_background", "installed_h100e", "world_compute_stock_h100e", "installed_gw",
     "capex_usd", "spot_price_usd_per_h100e_hour", "reserved_price_usd_per_h100e_hour", "cloud_backlog_usd",
     "cloud_revenue_usd", "vendor_hhi_shipments", "captive_share_shipments", "vendor_lerner",
-    "chip_price_usd_per_h100e", "end_user_demand_usd", "ai_adoption", "lab_revenue_usd", "investor_inflow_usd",
+    "chip_price_usd_per_h100e", "merchant_price_usd_per_h100e", "end_user_demand_usd", "ai_adoption", "lab_revenue_usd", "investor_inflow_usd",
 ]
 # Columns that are empty (NaN in memory) when undefined, as documented in the README.
 NULLABLE = {"reserved_price_usd_per_h100e_hour", "small_lab_survival_24m"}
@@ -87,6 +87,9 @@ def collect_row(m, month=None) -> dict:
     lerner = float(np.dot(w, ec.lerner_index(prices, costs)) / w.sum()) if w.sum() > 0 else 0.0
     chip_price = m.chip_spend_month / m.chip_units_month if m.chip_units_month > 0 else \
         (float(np.dot(w, prices) / w.sum()) if w.sum() > 0 else 0.0)
+    merch = ~captive
+    wm = ship_now[merch] if ship_now[merch].sum() > 0 else np.array([v.capacity for v in m.vendors])[merch]
+    merchant_price = float(np.dot(wm, prices[merch]) / wm.sum()) if wm.sum() > 0 else 0.0
     rows = m.book.active_capacity_rows()
     backlog = float(m.book.remaining_value(t + 1, rows).sum()) if rows.size else 0.0
     return {
@@ -105,6 +108,8 @@ def collect_row(m, month=None) -> dict:
         "frontier_training_flop": m.best_run_flop,
         "frontier_effective_flop": m.best_run_eff_flop,
         "frontier_run_cost_usd": float(run_cost),
+        "models_above_1e25_cumulative": m.large_runs,
+        "largest_lab_h100e": float(compute.max()) if compute.size else 0.0,
         "entry_barrier_usd": float(m.entry_barrier),
         "entry_barrier_now_usd": float(m.entry_barrier_now),
         "marginal_capability_per_usd": mcpu,
@@ -117,6 +122,7 @@ def collect_row(m, month=None) -> dict:
         if online.sum() > 0 else 0.0,
         "cloud_utilization_background": float(m.spot_volume_background / online.sum()) if online.sum() > 0 else 0.0,
         "installed_h100e": float(online.sum()),
+        "world_compute_stock_h100e": float(sum(c.received for c in m.clouds)),
         "installed_gw": float(sum(c.power_used for c in m.clouds) * m.cfg.cloud_params.pue / 1000.0),
         "capex_usd": float(m.capex_month),
         "spot_price_usd_per_h100e_hour": m.spot_price / ec.HOURS_PER_MONTH,
@@ -128,6 +134,7 @@ def collect_row(m, month=None) -> dict:
         "captive_share_shipments": float(ship[captive].sum() / ship.sum()) if ship.sum() > 0 else 0.0,
         "vendor_lerner": lerner,
         "chip_price_usd_per_h100e": float(chip_price),
+        "merchant_price_usd_per_h100e": merchant_price,
         "end_user_demand_usd": float(m.env.spend),
         "ai_adoption": float(m.env.adoption),
         "lab_revenue_usd": float(revenue.sum()),

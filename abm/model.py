@@ -14,7 +14,6 @@ import mesa
 import networkx as nx
 import numpy as np
 
-from . import economics as ec
 from .agents import ChipVendor, CloudProvider, Lab
 from .events import apply_event
 from .markets import capital, chips, contracting, entry, settlement, spot
@@ -90,16 +89,7 @@ class ComputeMarket(World):
             c.set_prices()
         self.reserved_ref = float(np.mean([c.floor_price for c in self.clouds])) * 1.1
         for spec in cfg.labs:
-            lab = Lab(self, spec.name, spec.tier, efficiency=spec.efficiency, last_run_flop=spec.last_run_flop,
-                      revenue=spec.revenue_usd_month, other_funding=spec.other_funding_usd_month,
-                      rd_share=spec.rd_share)
-            self.endow(lab, spec.cash_usd)
-            lab.capital_raised = spec.capital_raised_usd
-            self.add_lab(lab)
-            for cs in spec.contracts:
-                cloud = by_name[cs.cloud]
-                price = cs.price_usd_hour * ec.HOURS_PER_MONTH
-                self.sign(lab, cloud, "reserved", cs.h100e, 0, cs.months_left, price)
+            Lab.from_spec(self, spec)
         g = cfg.generated_labs
         if g.n:
             cash = self.rng.lognormal(math.log(g.cash_median_usd), g.cash_sigma, g.n)

@@ -332,7 +332,8 @@ _INITIAL_KEYS = {"demand.initial_usd_month", "capital.inflow_usd_month", "chips.
                  "cloud_params.initial_pipeline_share"}
 
 EVENT_TYPES = ("mega_deal", "set", "export_controls", "foundry_shock", "demand_shock", "capital_shock",
-               "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust")
+               "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust",
+               "lab_entry", "funding")
 _REQUIRED = {
     "mega_deal": ("lab", "cloud", "value_usd", "term_months", "gw", "chip_kind"),
     "set": ("key", "value"),
@@ -345,6 +346,8 @@ _REQUIRED = {
     "ecosystem_shift": ("maturity_months",),
     "public_compute": ("budget_usd_year", "max_capital_usd"),
     "antitrust": (),
+    "lab_entry": ("new_lab",),
+    "funding": ("lab", "value_usd"),
 }
 
 
@@ -353,7 +356,8 @@ class Event(_Section):
 
     month: Month
     type: Literal["mega_deal", "set", "export_controls", "foundry_shock", "demand_shock", "capital_shock",
-                  "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust"]
+                  "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust",
+                  "lab_entry", "funding"]
     # mega_deal
     lab: str | None = None
     cloud: str | None = None
@@ -387,6 +391,8 @@ class Event(_Section):
     ban_exclusivity: bool = False
     ban_equity_for_compute: bool = False
     max_lab_share_of_cloud: float | None = Field(None, gt=0, le=1)
+    # lab_entry: a named lab founded during the run (its contracts, if any, start that month)
+    new_lab: LabSpec | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -435,7 +441,21 @@ class Scenario(_Section):
                 if c.cloud not in clouds:
                     raise ValueError(f"lab {lab.name!r} has a contract with unknown cloud {c.cloud!r}")
         valid = set(_valid_keys(Scenario))
-        for e in self.events:
+        for e in sorted(self.events, key=lambda x: x.month):  # stable: same-month events in file order
+            if e.type == "lab_entry":
+                if e.new_lab.name in labs:
+                    raise ValueError(f"lab_entry ({e.month}) lab {e.new_lab.name!r} already exists")
+                bad = [c.cloud for c in e.new_lab.contracts if c.cloud not in clouds]
+                if bad:
+                    raise ValueError(f"lab_entry ({e.month}) lab {e.new_lab.name!r} has a contract with unknown "
+                                     f"cloud {bad[0]!r}")
+                labs.add(e.new_lab.name)
+            if e.type == "funding":
+                if e.lab not in labs:
+                    raise ValueError(f"funding ({e.month}) lab {e.lab!r} is not a named lab (or one that entered "
+                                     "earlier)")
+                if e.cloud is not None and e.cloud not in clouds:
+                    raise ValueError(f"funding ({e.month}) cloud {e.cloud!r} is not one of {sorted(clouds)}")
             if e.type == "set" and (e.key in valid and e.key.split(".")[0] in _INITIAL_SECTIONS
                                     or e.key in _INITIAL_KEYS):
                 raise ValueError(f"set event ({e.month}): {e.key} only takes effect at the start of a run; "

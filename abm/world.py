@@ -28,6 +28,7 @@ from .timeline import month_label
 if TYPE_CHECKING:
     from .agents import ChipVendor, CloudProvider, Lab
 
+LARGE_RUN_FLOP = 1e25  # runs at or above this many physical FLOP are counted (Epoch's large-scale models)
 HEADROOM_MONTHS = 400  # months of committed capacity kept beyond the horizon (contracts signed near the end)
 
 
@@ -166,6 +167,7 @@ class World(mesa.Model):
         self.chip_units_month = 0.0
         # Histories and records.
         self.runs_log: list[dict] = []
+        self.large_runs = 0  # completed runs of at least LARGE_RUN_FLOP physical FLOP
         self._recent_runs: deque = deque()
         self.eff_front_hist: list[float] = []  # ln frontier efficiency (best among alive labs), monthly
         self.q_front_hist: list[float] = []
@@ -456,6 +458,8 @@ class World(mesa.Model):
             self.record_train_spend = cost / self.cfg.training.final_run_share
         self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
                               "cost_usd": cost, "capability": q})
+        if phys >= LARGE_RUN_FLOP:
+            self.large_runs += 1
         # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
         recent = self._recent_runs
         while recent and recent[-1][1] < phys:

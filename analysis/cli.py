@@ -261,6 +261,83 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _targets(path: str | None):
+    from .experiments.moments import TARGETS_FILE, TargetError, load_targets
+
+    try:
+        return load_targets(path or TARGETS_FILE)
+    except TargetError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from abm.scenario import ScenarioError, load_scenario, to_toml
+
+    from .experiments import validation as val
+    from .experiments.ensemble import child_seeds
+    from .experiments.executors import make_executor
+    from .runio import OutputError, stage_dir
+
+    targets = _targets(args.targets)
+    try:
+        cfg = load_scenario(args.scenario, overrides=args.set or None, months=args.months)
+    except ScenarioError as exc:
+        raise UserError(_blame_flag(str(exc), args)) from None
+    chosen = val.scenario_targets(cfg, targets)
+    if not chosen:
+        raise UserError(f"{args.scenario}: no target applies to a run from {cfg.run.start} over {cfg.run.months} "
+                        "months (targets are dated 2023-2026)")
+    master = cfg.run.seed if args.master_seed is None else args.master_seed
+    out = Path(args.out) if args.out else Path("runs") / f"validate-{_folder_name(cfg.name)}-{args.seeds}"
+    if (out.exists() and any(out.iterdir())) and not args.force:
+        raise UserError(f"{out} exists; use --force to replace it")
+    seeds = child_seeds(master, args.seeds)
+    t0 = time.perf_counter()
+    try:
+        with make_executor(**_executor_kwargs(args)) as ex:
+            per_seed = val.run_validation(to_toml(cfg), seeds, cfg.run.months, chosen, ex, progress=not args.quiet,
+                                          targets_file=args.targets)
+    except BaseException as exc:
+        _reraise_run_failure(exc, args)
+        raise
+    rows = val.summarise(chosen, per_seed)
+    md = val.markdown(rows, cfg.name, args.seeds, master)
+
+    def populate(d: Path) -> None:
+        (d / "validation.csv").write_text(val.csv_text(rows), encoding="utf-8")
+        (d / "validation.md").write_text(md, encoding="utf-8")
+
+    try:
+        stage_dir(out, populate, replace=args.force)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        print(md)
+        print(f"{out}: validation.md, validation.csv ({args.seeds} seeds in {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .experiments import calibration as cal
+
+    targets = _targets(args.targets)
+    try:
+        result = cal.run_calibration(args.scenario, targets, seeds=args.seeds, master_seed=args.seed,
+                                     budget_s=args.budget * 60.0, tiny=args.tiny, executor_kwargs=_executor_kwargs(args),
+                                     progress=not args.quiet, write=not args.dry_run, report=args.report,
+                                     apply_to=args.apply_to)
+    except cal.CalibrationError as exc:
+        raise UserError(str(exc)) from None
+    except BaseException as exc:
+        _reraise_run_failure(exc, args)
+        raise
+    if not args.quiet:
+        print(result.summary())
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from abm.scale import scale_world
     from abm.scenario import ScenarioError, load_scenario
@@ -421,8 +498,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"abm: error: {message}; see '{self.prog} --help'\n")
 
 
-def _ensemble_args(p: argparse.ArgumentParser, default_out: str) -> None:
-    p.add_argument("--seeds", type=_pos_int, required=True, metavar="N", help="number of seeds (>= 1)")
+def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: int | None = None) -> None:
+    if seeds_default is None:
+        p.add_argument("--seeds", type=_pos_int, required=True, metavar="N", help="number of seeds (>= 1)")
+    else:
+        p.add_argument("--seeds", type=_pos_int, default=seeds_default, metavar="N",
+                       help=f"number of seeds (default {seeds_default})")
     p.add_argument("--master-seed", type=_nonneg_int, metavar="S",
                    help="master seed of the child seeds (default: the (first) scenario's run.seed)")
     p.add_argument("--months", type=_pos_int, metavar="N", help="months to simulate (default: run.months)")
@@ -513,6 +594,50 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)")
     b.add_argument("--force", action="store_true", help="overwrite the bench.json of an earlier benchmark")
     b.set_defaults(func=cmd_bench)
+
+    v = sub.add_parser(
+        "validate", help="compare the model with the public figures the project ships",
+        description="Run SCENARIO with N seeds and write validation.md and validation.csv: for every target of "
+                    "abm/data/targets.csv that applies (its date inside the run), the data value, the model's "
+                    "mean and 90%% interval over seeds, whether the data lie inside it, and whether the target "
+                    "is used for fitting (dated 2024 or earlier).")
+    v.add_argument("scenario", nargs="?", default="historical_2023", metavar="SCENARIO",
+                   help="a name in scenarios/ or a path to a .toml file (default historical_2023)")
+    _ensemble_args(v, "runs/validate-<scenario>-<N>/", seeds_default=30)
+    v.add_argument("--targets", metavar="FILE", help="targets file (default abm/data/targets.csv)")
+    v.set_defaults(func=cmd_validate)
+
+    cb = sub.add_parser(
+        "calibrate", help="fit the free parameters to the 2023-2024 targets (simulated method of moments)",
+        description="Fit the free parameters (docs/CALIBRATION.md lists them with their bounds) to the fitting "
+                    "targets of abm/data/targets.csv by the simulated method of moments: ensemble means over "
+                    "--seeds seeds with common random numbers, log-scale distance weighted by each target's "
+                    "uncertainty, scipy's bounded Nelder-Mead within --budget minutes; standard errors from the "
+                    "moment Jacobian. Writes the fitted values into the scenario and the baseline (a readable "
+                    "diff) and docs/CALIBRATION.md.")
+    cb.add_argument("scenario", nargs="?", default="historical_2023", metavar="SCENARIO",
+                    help="the scenario to fit (default historical_2023)")
+    cb.add_argument("--seeds", type=_pos_int, default=8, metavar="N", help="seeds per evaluation (default 8)")
+    cb.add_argument("--seed", type=_nonneg_int, default=1, metavar="S", help="master seed of the seeds (default 1)")
+    cb.add_argument("--budget", type=_pos_float, default=30.0, metavar="MIN",
+                    help="wall time for the search, in minutes (default 30); standard errors come after it")
+    cb.add_argument("--tiny", action="store_true",
+                    help="a few evaluations of 2 seeds over 24 months, for tests; writes nothing unless --report "
+                         "and --apply-to are given")
+    cb.add_argument("--report", metavar="FILE", help="the report to write (default docs/CALIBRATION.md)")
+    cb.add_argument("--apply-to", action="append", metavar="SCENARIO", default=None,
+                    help="scenario files to write the fitted values into (default: SCENARIO and baseline; "
+                         "repeatable)")
+    cb.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
+    cb.add_argument("--targets", metavar="FILE", help="targets file (default abm/data/targets.csv)")
+    g = cb.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
+                   help="local worker processes (default 1: run in this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
+    g.add_argument("--dask-local", type=_pos_int, metavar="W",
+                   help="start a local Dask cluster of W worker processes for this run")
+    cb.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    cb.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("scenarios", help="list the scenarios in scenarios/",
                        description="List the scenarios in scenarios/ with their descriptions.")
