@@ -292,16 +292,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if (out.exists() and any(out.iterdir())) and not args.force:
         raise UserError(f"{out} exists; use --force to replace it")
     seeds = child_seeds(master, args.seeds)
+    outlook = val.outlook_targets(cfg)
     t0 = time.perf_counter()
     try:
         with make_executor(**_executor_kwargs(args)) as ex:
-            per_seed = val.run_validation(to_toml(cfg), seeds, cfg.run.months, chosen, ex, progress=not args.quiet,
-                                          targets_file=args.targets)
+            per_seed = val.run_validation(to_toml(cfg), seeds, cfg.run.months, chosen + outlook, ex,
+                                          progress=not args.quiet)
     except BaseException as exc:
         _reraise_run_failure(exc, args)
         raise
     rows = val.summarise(chosen, per_seed)
-    md = val.markdown(rows, cfg.name, args.seeds, master)
+    md = val.markdown(rows, cfg.name, args.seeds, master) + "\n" + val.outlook_markdown(
+        val.summarise(outlook, per_seed))
 
     def populate(d: Path) -> None:
         (d / "validation.csv").write_text(val.csv_text(rows), encoding="utf-8")

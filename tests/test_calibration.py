@@ -79,7 +79,8 @@ def test_moment_forms_on_a_hand_made_run():
               ("T", 2): ("vendor", "captive", 0.0, 100.0)}
     ts = [_target("installed_h100e"), _target("mean12:spot"), _target("count12:n"), _target("lab:A:compute_h100e"),
           _target("lab:A:revenue_annual"), _target("lab:Gone:compute_h100e"), _target("cloud:C1:capacity_share"),
-          _target("vendor:V1:merchant_revenue_share")]
+          _target("vendor:V1:merchant_revenue_share"), _target("vendor:V1:revenue_share"),
+          _target("rank:1:compute_h100e"), _target("rank:2:compute_h100e")]
     got = moment_values(ts, "2024-10", rows, agents)
     assert got["installed_h100e"] == 40.0
     assert got["mean12:spot"] == 3.0  # the empty month is skipped
@@ -88,6 +89,8 @@ def test_moment_forms_on_a_hand_made_run():
     assert got["lab:Gone:compute_h100e"] == 0.0
     assert got["cloud:C1:capacity_share"] == 0.75
     assert got["vendor:V1:merchant_revenue_share"] == pytest.approx(6.0 / 8.0)
+    assert got["vendor:V1:revenue_share"] == pytest.approx(6.0 / 108.0)  # captive lines' sales count here
+    assert got["rank:1:compute_h100e"] == 7.0 and got["rank:2:compute_h100e"] == 0.0  # one lab only
 
 
 def test_applicable_windows():
@@ -218,7 +221,20 @@ def test_validate_writes_table_for_the_targets_in_range(tmp_path):
         lo, hi, v = float(x["model_p5"]), float(x["model_p95"]), float(x["data_value"])
         assert lo <= float(x["model_mean"]) <= hi
         assert (x["inside"] == "yes") == (lo <= v <= hi)
-    assert "Inside:" in (out / "validation.md").read_text()
+    md = (out / "validation.md").read_text()
+    assert "Inside:" in md
+    assert "## The model's 2025" not in md  # a 12-month baseline run ends in 2024
+
+
+def test_validate_reports_the_models_own_2025(tmp_path):
+    out = tmp_path / "v"
+    r = run_cli("validate", "historical_2023", "--seeds", "2", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    md = (out / "validation.md").read_text()
+    assert "## The model's 2025" in md
+    for label in ("Largest training run to date", "Compute of the 5th largest lab", "Cloud HHI",
+                  "Nvidia's share of chip sales", "Spot price", "Models of at least 1e25 FLOP"):
+        assert label in md.split("## The model's 2025")[1], label
 
 
 def test_targets_file_is_shipped_with_the_package():

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .moments import Target, applicable, seed_moments
+from .moments import Target, applicable, seed_moments, spec
 
 DEFAULT_LOG_SIGMA = 0.25
 MIN_LOG_SIGMA = 0.1  # no figure is taken as known to better than about 10%
@@ -139,7 +139,8 @@ class Calibration:
 
     def evaluate(self, values: Sequence[float]) -> Evaluation:
         toml = self.scenario_toml(values)
-        futs = [self.executor.submit(seed_moments, toml, int(s), self.months, self.ids) for s in self.seeds]
+        specs = [spec(t) for t in self.targets]
+        futs = [self.executor.submit(seed_moments, toml, int(s), self.months, specs) for s in self.seeds]
         rows = [f.result() for f in futs]
         per_seed = np.array([[r.get(i, math.nan) for i in self.ids] for r in rows], dtype=float)
         with np.errstate(invalid="ignore"):

@@ -12,7 +12,9 @@ the source gives one), whether it is used for fitting (only figures dated 2024 o
   month × 12 (0 if the lab is not alive then);
 * ``cloud:NAME:capacity_share``: a cloud's share of the clouds' installed H100e;
 * ``vendor:NAME:merchant_revenue_share``: a merchant vendor's share of merchant vendors' chip sales over the
-  12 months to the target's month.
+  12 months to the target's month; ``vendor:NAME:revenue_share``: its share of all vendors' sales (captive lines
+  sell at cost);
+* ``rank:K:compute_h100e``: the compute held by the K-th largest lab (1 = the largest).
 
 A target applies to a scenario when its whole window lies inside the run (a month before the start counts
 for ``count12``) and the agents it names exist. :func:`seed_moments` runs one seed and returns every
@@ -105,9 +107,9 @@ def load_targets(path: str | Path = TARGETS_FILE) -> list[Target]:
             raise TargetError(f"{where}: fit = {row['fit']!r}; expected yes or no")
         metric = row["metric"].strip()
         head = metric.split(":")[0]
-        if ":" in metric and head not in (*_WINDOWED, "lab", "cloud", "vendor"):
+        if ":" in metric and head not in (*_WINDOWED, "lab", "cloud", "vendor", "rank"):
             raise TargetError(f"{where}: metric {metric!r}: unknown form {head!r}")
-        if head in ("lab", "cloud", "vendor") and len(metric.split(":")) != 3:
+        if head in ("lab", "cloud", "vendor", "rank") and len(metric.split(":")) != 3:
             raise TargetError(f"{where}: metric {metric!r}: expected {head}:NAME:FIELD")
         t = Target(tid, row["target"].strip(), metric, date, _number(row["value"], where, "value", False),
                    _number(row["lo"], where, "lo", True), _number(row["hi"], where, "hi", True),
@@ -186,10 +188,15 @@ def moment_values(targets: Sequence[Target], start: str, rows: Sequence[Mapping[
             clouds = {n: r for (n, s), r in agents.items() if s == step and r[0] == "cloud"}
             total = sum(r[2] for r in clouds.values())
             v = clouds[parts[1]][2] / total if parts[1] in clouds and total > 0 else math.nan
+        elif kind == "rank":
+            sizes = sorted((r[2] for (n, s), r in agents.items() if s == step and r[0] == "lab"), reverse=True)
+            k = int(parts[1])
+            v = sizes[k - 1] if 1 <= k <= len(sizes) else 0.0
         elif kind == "vendor":
             sales: dict[str, float] = {}
+            merchant_only = parts[2] == "merchant_revenue_share"
             for (n, s), r in agents.items():
-                if r[0] == "vendor" and r[1] == "merchant" and step - 11 <= s <= step:
+                if r[0] == "vendor" and (r[1] == "merchant" or not merchant_only) and step - 11 <= s <= step:
                     sales[n] = sales.get(n, 0.0) + r[3]
             total = sum(sales.values())
             v = sales.get(parts[1], 0.0) / total if total > 0 else math.nan
@@ -199,10 +206,15 @@ def moment_values(targets: Sequence[Target], start: str, rows: Sequence[Mapping[
     return out
 
 
-def seed_moments(scenario_toml: str, seed: int, months: int, target_ids: Sequence[str],
-                 targets_file: str | None = None) -> dict[str, float]:
-    """Run the scenario (TOML text) with ``seed`` for ``months`` months and return the values of the targets
-    ``target_ids``. A top-level function of plain arguments, for process pools and Dask workers."""
+def spec(t: Target) -> tuple[str, str, str]:
+    """What a worker needs of a target: its id, metric and date."""
+    return (t.id, t.metric, t.date)
+
+
+def seed_moments(scenario_toml: str, seed: int, months: int, specs: Sequence[tuple[str, str, str]]) -> dict[str, float]:
+    """Run the scenario (TOML text) with ``seed`` for ``months`` months and return the value of each
+    (id, metric, date) in ``specs`` (see :func:`spec`). A top-level function of plain arguments, for process pools
+    and Dask workers."""
     import tomllib
 
     from abm.model import ComputeMarket
@@ -216,6 +228,5 @@ def seed_moments(scenario_toml: str, seed: int, months: int, target_ids: Sequenc
     model = ComputeMarket(cfg)
     for _ in range(cfg.run.months):
         model.step()
-    wanted = set(target_ids)
-    chosen = [t for t in load_targets(targets_file or TARGETS_FILE) if t.id in wanted]
+    chosen = [Target(i, i, m, d, math.nan, math.nan, math.nan, "", False, "") for i, m, d in specs]
     return moment_values(chosen, cfg.run.start, model.rows, _agent_table(model))

@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .moments import TARGETS_FILE, Target, applicable, load_targets, seed_moments
+from .moments import TARGETS_FILE, Target, applicable, load_targets, seed_moments, spec
 
 VALIDATION_COLUMNS = ("id", "target", "date", "unit", "data_value", "data_lo", "data_hi", "fit", "model_mean",
                       "model_p5", "model_p95", "inside", "seeds", "source")
@@ -38,7 +37,7 @@ def scenario_targets(cfg, targets: Sequence[Target]) -> list[Target]:
     """The targets that apply to a validated scenario (named agents taken from the scenario's own lists)."""
     names = {x.name for x in (*cfg.labs, *cfg.clouds, *cfg.vendors)}
     names |= {ev.name for ev in cfg.events if ev.type == "public_compute"}
-    names |= {ev.lab_spec.name for ev in cfg.events if getattr(ev, "lab_spec", None) is not None}
+    names |= {ev.new_lab.name for ev in cfg.events if ev.type == "lab_entry"}
     return applicable(targets, cfg.run.start, cfg.run.months, names)
 
 
@@ -57,13 +56,12 @@ def summarise(targets: Sequence[Target], per_seed: Sequence[dict[str, float]]) -
 
 
 def run_validation(toml: str, seeds: Sequence[int], months: int, targets: Sequence[Target], executor,
-                   progress: bool = False, targets_file: str | Path | None = None) -> list[dict[str, float]]:
+                   progress: bool = False) -> list[dict[str, float]]:
     """Each seed's target values, computed on ``executor`` (results in seed order)."""
     from .ensemble import _progress_bar
 
-    ids = [t.id for t in targets]
-    tf = str(targets_file) if targets_file is not None else None
-    futures = [executor.submit(seed_moments, toml, int(s), months, ids, tf) for s in seeds]
+    specs = [spec(t) for t in targets]
+    futures = [executor.submit(seed_moments, toml, int(s), months, specs) for s in seeds]
     bar = _progress_bar(len(futures), 0, progress, "validate")
     out = []
     try:
@@ -75,6 +73,46 @@ def run_validation(toml: str, seeds: Sequence[int], months: int, targets: Sequen
         if bar is not None:
             bar.close()
     return out
+
+
+OUTLOOK_YEAR = "2025"
+# The model's own figures at the end of 2025, reported beside the validation table (no 2025 figure is fitted).
+OUTLOOK = (
+    ("Largest training run to date", "frontier_training_flop", "FLOP"),
+    ("Models of at least 1e25 FLOP completed in the year", "count12:models_above_1e25_cumulative", "models"),
+    ("World AI compute stock (delivered since the start, initial fleets included)", "world_compute_stock_h100e",
+     "H100e"),
+    ("Installed AI compute at clouds", "installed_h100e", "H100e"),
+    ("Compute of the largest lab", "rank:1:compute_h100e", "H100e"),
+    ("Compute of the 2nd largest lab", "rank:2:compute_h100e", "H100e"),
+    ("Compute of the 3rd largest lab", "rank:3:compute_h100e", "H100e"),
+    ("Compute of the 4th largest lab", "rank:4:compute_h100e", "H100e"),
+    ("Compute of the 5th largest lab", "rank:5:compute_h100e", "H100e"),
+    ("Cloud HHI by installed capacity", "cloud_hhi_capacity", "HHI"),
+    ("Captive chips' share of shipments (12 months)", "captive_share_shipments", "share"),
+    ("Spot price, mean over the year", "mean12:spot_price_usd_per_h100e_hour", "$/H100e-hour"),
+    ("Labs active", "labs_active", "labs"),
+)
+
+
+def outlook_targets(cfg) -> list[Target]:
+    """The OUTLOOK figures at the end of 2025, plus every vendor's share of chip sales, if the run reaches then."""
+    date = f"{OUTLOOK_YEAR}-12"
+    rows = list(OUTLOOK) + [(f"{v.name}'s share of chip sales over the year", f"vendor:{v.name}:revenue_share",
+                             "share") for v in cfg.vendors]
+    out = [Target(f"outlook_{i}", label, metric, date, math.nan, math.nan, math.nan, unit, False, "model")
+           for i, (label, metric, unit) in enumerate(rows)]
+    return scenario_targets(cfg, out)
+
+
+def outlook_markdown(rows: Sequence[ValidationRow], year: str = OUTLOOK_YEAR) -> str:
+    if not rows:
+        return ""
+    lines = [f"## The model's {year} (fitted on nothing from {year})", "",
+             "| figure | model mean | model 90% interval |", "|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.target.target} ({r.target.unit}) | {_num(r.mean)} | {_num(r.p5)} - {_num(r.p95)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _num(v: float) -> str:
