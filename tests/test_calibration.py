@@ -239,3 +239,15 @@ def test_validate_reports_the_models_own_2025(tmp_path):
 
 def test_targets_file_is_shipped_with_the_package():
     assert TARGETS_FILE.is_file() and TARGETS_FILE.parent.name == "data"
+
+
+def test_target_sigma_rules():
+    """Its own 90% range when given (floored at 10%), else 0.25; counts never tighter than Poisson."""
+    ranged = _target("x", value=1.0, lo=math.exp(-0.329), hi=math.exp(0.329))
+    assert cal.target_sigma(ranged) == pytest.approx(0.2, rel=1e-3)
+    tight = _target("x", value=1.0, lo=0.99, hi=1.01)
+    assert cal.target_sigma(tight) == cal.MIN_LOG_SIGMA
+    assert cal.target_sigma(_target("x")) == cal.DEFAULT_LOG_SIGMA
+    count = _target("n", value=14.0, lo=13.0, hi=14.0, unit="models")
+    assert cal.target_sigma(count) == pytest.approx(1 / math.sqrt(15))
+    assert cal.log_moment(0.0, count) == 0.0 and cal.log_moment(3.0, count) == pytest.approx(math.log(4))

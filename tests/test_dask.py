@@ -61,3 +61,17 @@ def test_cli_scheduler_matches_serial(cluster, serial, tmp_path):
     assert res.stdout.strip().startswith(f"{out}: {SEEDS} seeds")
     assert (out / "ensemble.csv").read_bytes() == (serial / "ensemble.csv").read_bytes()
     assert _seed_files(out) == _seed_files(serial)
+
+
+def test_validate_on_the_cluster_matches_local(cluster, tmp_path):
+    """abm validate --scheduler gives the same validation.csv as local processes (the calibration's moments
+    travel the same way)."""
+    def run(*extra: str) -> bytes:
+        out = tmp_path / extra[-1].replace(":", "_").replace("/", "_")
+        res = subprocess.run([sys.executable, "-m", "analysis.cli", "validate", "historical_2023", "--seeds", "3",
+                              "--months", "24", "--out", str(out), "--quiet", *extra],
+                             capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return (out / "validation.csv").read_bytes()
+
+    assert run("--scheduler", cluster.scheduler_address) == run("--workers", "2")

@@ -15,8 +15,8 @@ W = diag(1/sigma²)).
 Optimiser: scipy's bounded Nelder-Mead in the unit cube of the parameters (log-scaled where the bounds span a
 factor above 4), started from the scenario's current values, stopped by the wall-time budget or when the
 simplex has converged. Standard errors come from the sandwich formula of the method of moments,
-(G'WG)⁻¹ G'W Ω W G (G'WG)⁻¹, with G the Jacobian of the log moments with respect to the parameters (central
-differences, common random numbers) and Ω the data variance diag(sigma²) plus the simulation variance of the
+(G'WG)⁻¹ G'W Ω W G (G'WG)⁻¹, with G the Jacobian of the log moments with respect to the log parameters
+(central differences, common random numbers; converted to the parameters' units by the delta method) and Ω the data variance diag(sigma²) plus the simulation variance of the
 ensemble means (estimated from the seeds).
 """
 
@@ -69,7 +69,7 @@ class FreeParam:
 FREE_PARAMS: tuple[FreeParam, ...] = (
     FreeParam("training.final_run_share", 0.01, 0.3,
               "no source separates the final run from experiments (docs/ODD.md S1); the largest runs pin it"),
-    FreeParam("demand.growth_annual", 1.2, 40.0,
+    FreeParam("demand.growth_annual", 1.2, 100.0,
               "potential demand's early growth: the 2023 take-off of paid AI use has no direct measure; lab "
               "revenue pins it", baseline=False),
     FreeParam("demand.growth_halflife_years", 0.3, 8.0,
@@ -90,10 +90,15 @@ FREE_PARAMS: tuple[FreeParam, ...] = (
 
 
 def target_sigma(t: Target) -> float:
-    """The log-scale tolerance of a target: its own 90% range if the source gives one, else the default."""
+    """The log-scale tolerance of a target: its own 90% range if the source gives one, else the default; never
+    below MIN_LOG_SIGMA, and for a count never below its Poisson spread on the log(x + 1) scale, 1/sqrt(x + 1)."""
     if math.isfinite(t.lo) and math.isfinite(t.hi) and t.lo > 0 and t.hi > t.lo:
-        return max((math.log(t.hi) - math.log(t.lo)) / (2 * Z90), MIN_LOG_SIGMA)
-    return DEFAULT_LOG_SIGMA
+        sigma = max((math.log(t.hi) - math.log(t.lo)) / (2 * Z90), MIN_LOG_SIGMA)
+    else:
+        sigma = DEFAULT_LOG_SIGMA
+    if t.unit == "models":
+        sigma = max(sigma, 1.0 / math.sqrt(max(t.value, 0.0) + 1.0))
+    return sigma
 
 
 def log_moment(x: float, t: Target) -> float:
@@ -186,16 +191,16 @@ class Calibration:
 
     def standard_errors(self, at: Evaluation, rel_step: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
         """Standard errors of the fitted values (natural units) and the Jacobian used (log moments per unit of
-        each parameter's natural value). Parameters at which a moment does not move get an infinite error."""
+        each parameter's log). The Jacobian is taken in log parameters (elasticities) so that parameters of very
+        different magnitudes are comparable; a parameter no moment moves with gets an infinite error."""
         k = len(self.params)
         G = np.zeros((len(self.targets), k))
         for j, p in enumerate(self.params):
             v = at.values.copy()
-            h = max(abs(v[j]) * rel_step, 1e-12)
             up, dn = v.copy(), v.copy()
-            up[j], dn[j] = min(v[j] + h, p.hi), max(v[j] - h, p.lo)
+            up[j], dn[j] = min(v[j] * (1 + rel_step), p.hi), max(v[j] * (1 - rel_step), p.lo)
             m_up, m_dn = self.evaluate(up).moments, self.evaluate(dn).moments
-            G[:, j] = (m_up - m_dn) / (up[j] - dn[j])
+            G[:, j] = (m_up - m_dn) / (math.log(up[j]) - math.log(dn[j]))
         G = np.where(np.isfinite(G), G, 0.0)
         W = np.diag(1.0 / self.sigma**2)
         # Simulation variance of the log ensemble means (delta method: var(x)/mean^2/S), plus the data variance.
@@ -204,14 +209,14 @@ class Calibration:
             mean = np.nanmean(x, axis=0)
             sim = np.nanvar(x, axis=0, ddof=1) / np.maximum(mean**2, 1e-300) / max(x.shape[0], 1)
         omega = np.diag(self.sigma**2 + np.where(np.isfinite(sim), sim, 0.0))
-        A = G.T @ W @ G
-        try:
+        moved = np.abs(G).max(axis=0) > 1e-6
+        se = np.full(k, math.inf)
+        if moved.any():
+            g = G[:, moved]
+            A = g.T @ W @ g
             Ainv = np.linalg.pinv(A)
-        except np.linalg.LinAlgError:
-            return np.full(k, math.inf), G
-        V = Ainv @ G.T @ W @ omega @ W @ G @ Ainv
-        se = np.sqrt(np.maximum(np.diag(V), 0.0))
-        se = np.where(np.abs(np.diag(A)) > 1e-18, se, math.inf)
+            V = Ainv @ g.T @ W @ omega @ W @ g @ Ainv
+            se[moved] = np.sqrt(np.maximum(np.diag(V), 0.0)) * at.values[moved]  # delta method: d v = v d ln v
         return se, G
 
 
@@ -280,7 +285,8 @@ class CalibrationResult:
         lines = [f"calibrated {self.scenario}: distance {self.start.distance:.3g} -> {self.fitted.distance:.3g} "
                  f"after {len(self.calib.history)} evaluations ({self.wall_s:.0f} s)"]
         for p, v0, v, s in zip(self.calib.params, self.start.values, self.fitted.values, self.se, strict=True):
-            lines.append(f"  {p.key} = {v:.4g} (start {v0:.4g}, standard error {s:.2g})")
+            note = f"standard error {s:.2g}" if math.isfinite(s) else "not identified: kept at its start value"
+            lines.append(f"  {p.key} = {v:.4g} (start {v0:.4g}, {note})")
         for w in self.written:
             lines.append(f"wrote {w}")
         return "\n".join(lines)
@@ -294,9 +300,12 @@ def reach(calib: Calibration, i: int) -> str:
         return "the model never produced it"
     d, s = calib.data[i], calib.sigma[i]
     if np.any(np.abs(m - d) <= s):
-        return "reached"
-    side = "above" if m.min() > d else "below"
-    return f"not reached: at every point tried the model is {side} it"
+        return "yes"
+    if m.min() > d:
+        return "no: above it at every point tried"
+    if m.max() < d:
+        return "no: below it at every point tried"
+    return "no: the points tried fall on both sides, none within one sigma"
 
 
 def markdown_report(res: CalibrationResult, command: str) -> str:
@@ -311,23 +320,26 @@ def markdown_report(res: CalibrationResult, command: str) -> str:
              "Method: the simulated method of moments. Each moment is the mean over seeds of the target's "
              "quantity in the model, compared with the data on a log scale (log(x + 1) for counts); each gap is "
              "divided by the target's sigma (its 90% range / 3.29 in log terms when the source gives one, else "
-             f"{DEFAULT_LOG_SIGMA}); the distance is the mean of the squared scaled gaps (weights 1/sigma², "
+             f"{DEFAULT_LOG_SIGMA}; at least {MIN_LOG_SIGMA}, and for counts at least the Poisson spread "
+             "1/sqrt(x + 1)); the distance is the mean of the squared scaled gaps (weights 1/sigma², "
              "diagonal). Search: scipy's bounded Nelder-Mead in the unit cube of the parameters (log scale where "
              "the bounds span a factor above 4) from the scenario's values, within the time budget. Standard "
-             "errors: the sandwich formula with the Jacobian of the log moments by central differences (5% "
-             "steps, the same seeds) and Ω the data variance plus the simulation variance of the ensemble "
-             "means; an infinite error means no target moves with that parameter near the fit.", "",
+             "errors: the sandwich formula with the Jacobian of the log moments with respect to the log parameters "
+             "by central differences (±5%, the same seeds), converted to the parameters' units by the delta "
+             "method, and Ω the data variance plus the simulation variance of the ensemble means; an infinite "
+             "error means no target moves with that parameter near the fit: it is not identified by these "
+             "targets, and the scenarios keep their value.", "",
              "## Free parameters", "",
              "| parameter | bounds | start | fitted | standard error | why it is free |",
              "|---|---|---:|---:|---:|---|"]
     for p, v0, v, s in zip(c.params, res.start.values, res.fitted.values, res.se, strict=True):
-        se = "∞" if not math.isfinite(s) else f"{s:.3g}"
+        se = "∞ (not identified: not written)" if not math.isfinite(s) else f"{s:.3g}"
         where = "" if p.baseline else " (this scenario only)"
         lines.append(f"| `{p.key}` | {p.lo:.3g} - {p.hi:.3g} | {v0:.4g} | {v:.4g} | {se} | {p.why}{where} |")
     lines += ["", "## Targets", "",
               "Model: mean and 90% interval over the seeds at the fitted values. Gap: (model − data) / sigma "
               "on the log scale.", "",
-              "| target | date | data | sigma (log) | model mean | model 90% interval | gap | reached |",
+              "| target | date | data | sigma (log) | model mean | model 90% interval | gap | within one sigma at some point tried |",
               "|---|---|---:|---:|---:|---:|---:|---|"]
     x = res.fitted.per_seed
     for i, t in enumerate(c.targets):
@@ -337,14 +349,15 @@ def markdown_report(res: CalibrationResult, command: str) -> str:
         gap = (res.fitted.moments[i] - c.data[i]) / c.sigma[i]
         lines.append(f"| {t.target} ({t.unit}) | {t.date} | {t.value:.3g} | {c.sigma[i]:.2f} | {mean:.3g} | "
                      f"{lo:.3g} - {hi:.3g} | {gap:+.2f} | {reach(c, i)} |")
-    missed = [t for i, t in enumerate(c.targets) if reach(c, i) != "reached"]
+    missed = [t for i, t in enumerate(c.targets) if reach(c, i) != "yes"]
     lines += ["", "## Targets the model does not reach", ""]
     if missed:
-        lines += [f"- {t.target}, {t.date}: {reach(c, c.targets.index(t))}." for t in missed]
+        lines += [f"- {t.target}, {t.date}: {reach(c, c.targets.index(t))[4:]}." for t in missed]
     else:
         lines.append("None: every fitting target came within one sigma at some point tried.")
-    lines += ["", "The figures dated 2025 and later were fitted on nothing; `abm validate` compares the model "
-              "with them.", ""]
+    lines += ["", "Why the model misses what it misses, and what the fitted values change in the baseline: "
+              "docs/FINDINGS.md, section 4. The figures dated 2025 and later were fitted on nothing; `abm validate` "
+              "compares the model with them.", ""]
     return "\n".join(lines)
 
 
@@ -412,7 +425,9 @@ def run_calibration(scenario: str, targets: Sequence[Target], *, seeds: int = 8,
             except (ScenarioError, OSError) as exc:
                 raise CalibrationError(f"--apply-to {name}: {exc}") from None
             own = resolve_path(scenario).resolve() == path.resolve()
-            values = {p.key: v for p, v in zip(params, best.values, strict=True) if own or p.baseline}
+            # A parameter no target moves with near the fit is not identified: its value stays as it was.
+            values = {p.key: v for p, v, e in zip(params, best.values, se, strict=True)
+                      if (own or p.baseline) and math.isfinite(e)}
             new = set_toml_values(text, values, f"fitted by abm calibrate ({cfg.name})")
             load_scenario_from_text(new)  # the written file must still be a valid scenario
             atomic_write(path, new)
