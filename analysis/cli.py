@@ -500,6 +500,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"abm: error: {message}; see '{self.prog} --help'\n")
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
+                   help="local worker processes (default 1: run in this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
+    g.add_argument("--dask-local", type=_pos_int, metavar="W",
+                   help="start a local Dask cluster of W worker processes for this run")
+
+
 def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: int | None = None) -> None:
     if seeds_default is None:
         p.add_argument("--seeds", type=_pos_int, required=True, metavar="N", help="number of seeds (>= 1)")
@@ -512,12 +521,7 @@ def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: 
     p.add_argument("--out", metavar="DIR", help=f"output folder (default: {default_out})")
     p.add_argument("--set", action="append", type=_override, metavar="KEY.PATH=VALUE", default=[],
                    help="override a scenario value, e.g. --set capital.kappa=2 (repeatable)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
-                   help="local worker processes (default 1: run in this process)")
-    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
-    g.add_argument("--dask-local", type=_pos_int, metavar="W",
-                   help="start a local Dask cluster of W worker processes for this run")
+    _executor_args(p)
     p.add_argument("--force", action="store_true",
                    help="replace an existing folder made with other arguments or another version of the model")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no final line")
@@ -632,12 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "repeatable)")
     cb.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     cb.add_argument("--targets", metavar="FILE", help="targets file (default abm/data/targets.csv)")
-    g = cb.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
-                   help="local worker processes (default 1: run in this process)")
-    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
-    g.add_argument("--dask-local", type=_pos_int, metavar="W",
-                   help="start a local Dask cluster of W worker processes for this run")
+    _executor_args(cb)
     cb.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     cb.set_defaults(func=cmd_calibrate)
 

@@ -41,25 +41,25 @@ FACTS = (
 )
 
 
-def kurtosis(x: np.ndarray) -> float:
-    """Pearson's kurtosis (normal = 3); NaN with fewer than 4 values or no spread."""
+def _standardised_moment(x: np.ndarray, k: int) -> float:
+    """E[(x - mean)^k] / var^(k/2) over the finite values; NaN with fewer than k values or no spread."""
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
-    if x.size < 4:
+    if x.size < k:
         return math.nan
     d = x - x.mean()
     m2 = float(np.mean(d**2))
-    return float(np.mean(d**4) / m2**2) if m2 > 0 else math.nan
+    return float(np.mean(d**k) / m2 ** (k / 2)) if m2 > 0 else math.nan
+
+
+def kurtosis(x: np.ndarray) -> float:
+    """Pearson's kurtosis (normal = 3); NaN with fewer than 4 values or no spread."""
+    return _standardised_moment(x, 4)
 
 
 def skewness(x: np.ndarray) -> float:
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size < 3:
-        return math.nan
-    d = x - x.mean()
-    m2 = float(np.mean(d**2))
-    return float(np.mean(d**3) / m2**1.5) if m2 > 0 else math.nan
+    """Skewness; NaN with fewer than 3 values or no spread."""
+    return _standardised_moment(x, 3)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
