@@ -228,24 +228,21 @@ def funding(model, ev) -> None:
     """An announced round: ``value_usd`` of equity for a named lab at its pre-money valuation (S8), from
     investors outside the model's pool, or from ``cloud``'s cash (then counted as cloud equity). No compute
     contract comes with it: the lab buys compute in the market."""
-    from .markets.capital import pre_money
+    from .markets.capital import cloud_invests, pre_money
 
     lab = next((x for x in model.labs if x.name == ev.lab), None)
     if lab is None or not lab.alive:
         model.log_event("funding_void", ev.lab, "lab is not alive")
         return
     cloud = next((c for c in model.clouds if c.name == ev.cloud), None) if ev.cloud else None
-    pre = float(pre_money(model, np.array([lab.slot]))[0])
-    share = ev.value_usd / (pre + ev.value_usd)
     if cloud is not None:
-        model.ledger.transfer(cloud, lab, ev.value_usd, "equity_investment")
-        lab.cloud_equity += ev.value_usd
-        lab.dilute(cloud.name, share)
-        cloud.equity_stakes[lab.unique_id] = cloud.equity_stakes.get(lab.unique_id, 0.0) + share
+        share = cloud_invests(model, cloud, lab, ev.value_usd, "equity_investment")
     else:
+        pre = float(pre_money(model, np.array([lab.slot]))[0])
+        share = ev.value_usd / (pre + ev.value_usd)
         model.ledger.transfer("investors", lab, ev.value_usd, "equity_raise")
         lab.dilute("investors", share)
-    lab.capital_raised += ev.value_usd
+        lab.capital_raised += ev.value_usd
     lab.start_spending()
     model.log_event("funding", lab.name, f"{cloud.name if cloud else 'investors'} take {share:.3f}", ev.value_usd)
 

@@ -145,14 +145,8 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         volume = pol.equity_commit_multiple * invest / (price * ec.ramped_months(term, ramp))
         cap = m.cfg.policy.max_lab_share_of_cloud * max(cloud.online, 1.0)
         volume = min(volume, cap)
-        pre = float(pre_money(m, np.array([lab.slot]))[0])
-        share = invest / (pre + invest)
-        lab.dilute(cloud.name, share)
-        cloud.equity_stakes[lab.unique_id] = share
+        share = cloud_invests(m, cloud, lab, invest, "equity_for_compute")
         cloud.last_equity_deal = m.t
-        m.ledger.transfer(cloud, lab, invest, "equity_for_compute")
-        lab.capital_raised += invest
-        lab.cloud_equity += invest
         m.sign(lab, cloud, "equity_for_compute", volume, m.t, term, price, ramp=ramp,
                exclusive=pol.exclusivity_allowed, equity_share=share, investment=invest)
         m.log_event("equity_for_compute", lab.name, f"{cloud.name} takes {share:.3f}", invest)
@@ -162,6 +156,19 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
         lab.ask = max(lab.ask - invest, 0.0)
         lab.start_spending()
         lab.seeking = lab.ask > 0
+
+
+def cloud_invests(m, cloud, lab, amount: float, label: str) -> float:
+    """A cloud pays ``amount`` from its cash for equity in ``lab`` at the investors' pre-money valuation: the
+    lab's capital raised and cloud equity grow, the cloud's stake with it. Returns the share bought."""
+    pre = float(pre_money(m, np.array([lab.slot]))[0])
+    share = amount / (pre + amount)
+    lab.dilute(cloud.name, share)
+    cloud.equity_stakes[lab.unique_id] = cloud.equity_stakes.get(lab.unique_id, 0.0) + share
+    m.ledger.transfer(cloud, lab, amount, label)
+    lab.capital_raised += amount
+    lab.cloud_equity += amount
+    return share
 
 
 def _best_equity_deal(m, cloud, cands: list[Lab]):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .moments import Target, applicable, seed_moments, spec
+from .moments import Target, applicable, moments_over_seeds
 
 DEFAULT_LOG_SIGMA = 0.25
 MIN_LOG_SIGMA = 0.1  # no figure is taken as known to better than about 10%
@@ -143,10 +143,7 @@ class Calibration:
         return to_toml(load_scenario(self.base_cfg, overrides=over))
 
     def evaluate(self, values: Sequence[float]) -> Evaluation:
-        toml = self.scenario_toml(values)
-        specs = [spec(t) for t in self.targets]
-        futs = [self.executor.submit(seed_moments, toml, int(s), self.months, specs) for s in self.seeds]
-        rows = [f.result() for f in futs]
+        rows = moments_over_seeds(self.scenario_toml(values), self.seeds, self.months, self.targets, self.executor)
         per_seed = np.array([[r.get(i, math.nan) for i in self.ids] for r in rows], dtype=float)
         with np.errstate(invalid="ignore"):
             means = np.nanmean(np.where(np.isfinite(per_seed), per_seed, np.nan), axis=0)
@@ -341,14 +338,14 @@ def markdown_report(res: CalibrationResult, command: str) -> str:
               "on the log scale.", "",
               "| target | date | data | sigma (log) | model mean | model 90% interval | gap | within one sigma at some point tried |",
               "|---|---|---:|---:|---:|---:|---:|---|"]
-    x = res.fitted.per_seed
-    for i, t in enumerate(c.targets):
-        col = x[:, i][np.isfinite(x[:, i])]
-        mean = float(col.mean()) if col.size else math.nan
-        lo, hi = (np.percentile(col, [5, 95]) if col.size else (math.nan, math.nan))
+    from .validation import summarise
+
+    per_seed = [dict(zip(c.ids, row, strict=True)) for row in res.fitted.per_seed.tolist()]
+    for i, r in enumerate(summarise(c.targets, per_seed)):
+        t = r.target
         gap = (res.fitted.moments[i] - c.data[i]) / c.sigma[i]
-        lines.append(f"| {t.target} ({t.unit}) | {t.date} | {t.value:.3g} | {c.sigma[i]:.2f} | {mean:.3g} | "
-                     f"{lo:.3g} - {hi:.3g} | {gap:+.2f} | {reach(c, i)} |")
+        lines.append(f"| {t.target} ({t.unit}) | {t.date} | {t.value:.3g} | {c.sigma[i]:.2f} | {r.mean:.3g} | "
+                     f"{r.p5:.3g} - {r.p95:.3g} | {gap:+.2f} | {reach(c, i)} |")
     missed = [t for i, t in enumerate(c.targets) if reach(c, i) != "yes"]
     lines += ["", "## Targets the model does not reach", ""]
     if missed:

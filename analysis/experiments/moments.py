@@ -206,6 +206,20 @@ def moment_values(targets: Sequence[Target], start: str, rows: Sequence[Mapping[
     return out
 
 
+def moments_over_seeds(toml: str, seeds: Sequence[int], months: int, targets: Sequence[Target], executor,
+                       bar=None) -> list[dict[str, float]]:
+    """Each seed's values of ``targets`` (:func:`seed_moments`), computed on ``executor``, in seed order; ``bar``
+    (a progress bar, if any) advances by one a seed."""
+    specs = [spec(t) for t in targets]
+    futures = [executor.submit(seed_moments, toml, int(s), months, specs) for s in seeds]
+    out = []
+    for f in futures:
+        out.append(f.result())
+        if bar is not None:
+            bar.update(1)
+    return out
+
+
 def spec(t: Target) -> tuple[str, str, str]:
     """What a worker needs of a target: its id, metric and date."""
     return (t.id, t.metric, t.date)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .moments import TARGETS_FILE, Target, applicable, load_targets, seed_moments, spec
+from .moments import Target, applicable, moments_over_seeds
 
 VALIDATION_COLUMNS = ("id", "target", "date", "unit", "data_value", "data_lo", "data_hi", "fit", "model_mean",
                       "model_p5", "model_p95", "inside", "seeds", "source")
@@ -57,22 +57,15 @@ def summarise(targets: Sequence[Target], per_seed: Sequence[dict[str, float]]) -
 
 def run_validation(toml: str, seeds: Sequence[int], months: int, targets: Sequence[Target], executor,
                    progress: bool = False) -> list[dict[str, float]]:
-    """Each seed's target values, computed on ``executor`` (results in seed order)."""
+    """Each seed's target values, computed on ``executor`` (results in seed order), with a progress bar."""
     from .ensemble import _progress_bar
 
-    specs = [spec(t) for t in targets]
-    futures = [executor.submit(seed_moments, toml, int(s), months, specs) for s in seeds]
-    bar = _progress_bar(len(futures), 0, progress, "validate")
-    out = []
+    bar = _progress_bar(len(seeds), 0, progress, "validate")
     try:
-        for f in futures:
-            out.append(f.result())
-            if bar is not None:
-                bar.update(1)
+        return moments_over_seeds(toml, seeds, months, targets, executor, bar)
     finally:
         if bar is not None:
             bar.close()
-    return out
 
 
 OUTLOOK_YEAR = "2025"
@@ -162,6 +155,3 @@ def markdown(rows: Sequence[ValidationRow], scenario: str, n_seeds: int, master_
     lines += ["", "Sources: " + "; ".join(f"{r.target.id}: {r.target.source}" for r in rows), ""]
     return "\n".join(lines)
 
-
-def default_targets() -> list[Target]:
-    return load_targets(TARGETS_FILE)
