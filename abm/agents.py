@@ -385,23 +385,25 @@ class CloudProvider(MarketAgent):
         """An owner plans its captive line (phase 3): when no design is under way, it sizes the line for its
         own chip need (smoothed, projected at its demand growth to when a design started now would be
         ready) and starts a design for the difference if the line's saving over the best merchant, per
-        effective H100e over one chip generation of that extra output, pays the up-front design cost."""
+        effective H100e over one chip generation of that extra output, pays the up-front design cost.
+        ``chips.captive_growth`` switches the rule: ``need`` designs whenever the need outgrows the line by
+        5%, ``frozen`` never enlarges a line."""
         cv, m = self.captive_vendor, self.model
-        if cv is None or cv.plan is not None or not m.may_buy(self, cv):
-            return
         cfg = m.cfg.chips
+        if cv is None or cv.plan is not None or not m.may_buy(self, cv) or cfg.captive_growth == "frozen":
+            return
         lead = cfg.captive_design_lead_months
         growth = min(max(self.demand_growth(), 1.0), 3.0)
         add = self.chip_need_ewma * growth ** (lead / 12) - cv.line_target
         if add <= 0.05 * cv.line_target:
             return
-        merch = [v.terms_for(self)[0] for v in m.vendors if v.kind == "merchant" and m.may_buy(self, v)]
-        if not merch:
-            return
-        own = cv.unit_cost * (1 + cv.markup) / m.env.ecosystem_factor
-        saving = (min(merch) - own) * add * cfg.generation_months
-        if saving <= cfg.captive_design_cost_usd:
-            return
+        if cfg.captive_growth == "saving":
+            merch = [v.terms_for(self)[0] for v in m.vendors if v.kind == "merchant" and m.may_buy(self, v)]
+            if not merch:
+                return
+            own = cv.unit_cost * (1 + cv.markup) / m.env.ecosystem_factor
+            if (min(merch) - own) * add * cfg.generation_months <= cfg.captive_design_cost_usd:
+                return
         self.pay_or_borrow("chip_design", cfg.captive_design_cost_usd, "captive_design")
         self.capex += cfg.captive_design_cost_usd
         cv.plan = (m.t + lead, add)
@@ -663,13 +665,17 @@ class Lab(MarketAgent):
         income = C["revenue_ewma"][slots] + C["other_funding"][slots]
         spend = C["spend_rate"][slots] * cap.spend_growth_annual ** (1 / 12)
         rd_share = C["rd_share"][slots]
-        spend = np.minimum(np.minimum(spend, income + cash / 6.0),
-                           np.maximum(np.maximum(C["spent_last"][slots] * 1.5, income), 1.0))
+        # Short of compute last month (it got under 90% of what it planned): no more than half as much again as
+        # it managed to spend. A lab that got what it asked for is not held back by what it spent.
+        short = C["compute"][slots] < 0.9 * C["desired"][slots]
+        cap_deployed = np.where(short, np.maximum(np.maximum(C["spent_last"][slots] * 1.5, income), 1.0), np.inf)
+        spend = np.minimum(np.minimum(spend, income + cash / 6.0), cap_deployed)
         train_spend = (1 - rd_share) * spend * m.train_fraction_est * cfg.training.run_months
         mr_c = ec.marginal_compute_return(np.maximum(train_spend * cfg.training.final_run_share, 1.0), m.gamma)
         mr_r = ec.marginal_rd_return(rd_share * spend, m.env.rd_half, eff.g_max, m.gamma, eff.rd_horizon_months)
-        rd_share = np.asarray(ec.adapt_share(rd_share, mr_r, mr_c, eff.adapt_speed, eff.rd_share_min,
-                                             eff.rd_share_max), dtype=float)
+        adapted = np.asarray(ec.adapt_share(rd_share, mr_r, mr_c, eff.adapt_speed, eff.rd_share_min,
+                                            eff.rd_share_max), dtype=float)
+        rd_share = np.where(C["rd_fixed"][slots], rd_share, adapted)  # a probe's strategy stays as set
         price = m.reserved_ref
         desired = (1 - rd_share) * spend / price
         gap = desired - m.contracted_by_uid()[uid]

@@ -19,7 +19,7 @@ class LabTable:
               "run_cost", "rd_spend", "desired", "log_eff", "capability", "capital_raised", "cloud_equity", "spot_bought",
               "spot_paid", "spot_eff", "best_run_flop", "best_run_eff_flop", "req_volume", "ask", "last_run_cost", "cap_train_spend")
     INTS = ("req_term", "run_start", "run_len", "birth", "exit_t", "excl_with", "excl_until", "rev_n", "uid", "acct")
-    BOOLS = ("alive", "insolvent", "seeking", "restricted", "small")
+    BOOLS = ("alive", "insolvent", "seeking", "restricted", "small", "probe", "rd_fixed")
     HIST = 13  # months of revenue kept (revenue growth over a year)
 
     def __init__(self, capacity: int = 64):

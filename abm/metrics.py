@@ -13,15 +13,18 @@ COLUMNS = [
     "month", "step", "labs_active", "lab_entries", "lab_exits", "lab_hhi_compute", "lab_hhi_revenue",
     "lab_hhi_capital", "lab_top3_share_compute", "lab_gini_capital", "frontier_capability",
     "median_capability", "frontier_training_flop", "frontier_effective_flop", "frontier_run_cost_usd",
-    "models_above_1e25_cumulative", "largest_lab_h100e", "entry_barrier_usd", "entry_barrier_now_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
+    "models_above_1e25_cumulative", "largest_lab_h100e", "entry_barrier_usd", "entry_barrier_now_usd",
+    "entry_barrier_compute_usd", "entry_barrier_runway_usd", "entry_barrier_terms_usd", "marginal_capability_per_usd", "efficiency_share_of_progress",
     "small_lab_survival_24m", "cloud_hhi_capacity", "cloud_utilization", "cloud_utilization_labs",
     "cloud_utilization_background", "installed_h100e", "world_compute_stock_h100e", "installed_gw",
-    "capex_usd", "spot_price_usd_per_h100e_hour", "reserved_price_usd_per_h100e_hour", "cloud_backlog_usd",
+    "capex_usd", "spot_price_usd_per_h100e_hour", "reserved_price_usd_per_h100e_hour",
+    "reserved_price_small_usd_per_h100e_hour", "reserved_price_frontier_usd_per_h100e_hour", "cloud_backlog_usd",
     "cloud_revenue_usd", "vendor_hhi_shipments", "captive_share_shipments", "vendor_lerner",
     "chip_price_usd_per_h100e", "merchant_price_usd_per_h100e", "end_user_demand_usd", "ai_adoption", "lab_revenue_usd", "investor_inflow_usd",
 ]
 # Columns that are empty (NaN in memory) when undefined, as documented in the README.
-NULLABLE = {"reserved_price_usd_per_h100e_hour", "small_lab_survival_24m"}
+NULLABLE = {"reserved_price_usd_per_h100e_hour", "reserved_price_small_usd_per_h100e_hour",
+            "reserved_price_frontier_usd_per_h100e_hour", "small_lab_survival_24m"}
 
 
 def efficiency_share(hist: list[tuple[float, float]], window: int = 12) -> float:
@@ -49,6 +52,13 @@ def survival_rate_24m(small: np.ndarray, birth: np.ndarray, exit_t: np.ndarray, 
         return float("nan")
     ok = (exit_t[born] < 0) | (exit_t[born] - birth[born] >= 24)
     return float(ok.sum() / born.sum())
+
+
+def group_price(m, group: str) -> float:
+    """Volume-weighted price, $ per H100e-hour, of the reserved contracts a group of labs signed this month
+    (``small``: small labs; ``frontier``: the three labs with the most compute); NaN if it signed none."""
+    volume, value = m.reserved_by_group[group]
+    return float(value / volume / ec.HOURS_PER_MONTH) if volume > 0 else float("nan")
 
 
 def collect_row(m, month=None) -> dict:
@@ -112,6 +122,9 @@ def collect_row(m, month=None) -> dict:
         "largest_lab_h100e": float(compute.max()) if compute.size else 0.0,
         "entry_barrier_usd": float(m.entry_barrier),
         "entry_barrier_now_usd": float(m.entry_barrier_now),
+        "entry_barrier_compute_usd": m.entry_barrier_parts["compute"],
+        "entry_barrier_runway_usd": m.entry_barrier_parts["runway"],
+        "entry_barrier_terms_usd": m.entry_barrier_parts["terms"],
         "marginal_capability_per_usd": mcpu,
         "efficiency_share_of_progress": efficiency_share(m.record_hist),
         "small_lab_survival_24m": survival_rate_24m(C["small"][: m.lab_table.n], C["birth"][: m.lab_table.n],
@@ -128,6 +141,8 @@ def collect_row(m, month=None) -> dict:
         "spot_price_usd_per_h100e_hour": m.spot_price / ec.HOURS_PER_MONTH,
         "reserved_price_usd_per_h100e_hour": m.reserved_price_month / ec.HOURS_PER_MONTH
         if math.isfinite(m.reserved_price_month) else float("nan"),
+        "reserved_price_small_usd_per_h100e_hour": group_price(m, "small"),
+        "reserved_price_frontier_usd_per_h100e_hour": group_price(m, "frontier"),
         "cloud_backlog_usd": backlog,
         "cloud_revenue_usd": float(m.cloud_revenue_month),
         "vendor_hhi_shipments": ec.hhi(ship),

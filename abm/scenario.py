@@ -108,6 +108,10 @@ class ChipsCfg(_Section):
     foundry_growth_annual: float = _f(2.0, "x/yr", "Pilz et al. 2025: hardware growth ~2x/yr", gt=0)
     foundry_growth_halflife_years: float = _f(5.0, "years", "slowing of foundry growth", gt=0)
     allocation_rule: Literal["pro_rata", "priority"] = _f("pro_rata", "-", "rule for allocating chips under shortage")
+    captive_growth: Literal["saving", "need", "frozen"] = _f(
+        "saving", "-", "how an owner enlarges its captive line: when the saving over merchant chips pays the "
+        "design cost (saving), whenever its own need outgrows the line (need), or never (frozen); a modelling "
+        "switch, no source")
     delivery_lag_months: int = _f(4, "months", "chip delivery lag of 3-6 months", ge=0, le=24)
     initial_backlog_months: float = _f(4.0, "months", "order book at start, in months of each vendor's capacity, "
                                        "split over its buyers by fleet (H100 backlog of early 2024)", ge=0)
@@ -163,6 +167,8 @@ class ContractingCfg(_Section):
                          "obligations reach", gt=0, le=2)
     min_deal_h100e: float = _f(50.0, "H100e", "smallest reserved contract a cloud signs", ge=0)
     spot_risk_premium: float = _f(0.25, "-", "premium a lab would pay to avoid spot availability risk", ge=0)
+    spot_exclusive: bool = _f(False, "-", "whether an exclusive equity-for-compute deal also bars the lab from "
+                              "the spot market while it binds; a modelling switch, no source")
     forward_price_decline: float = _f(0.25, "1/yr", "prior of the expected yearly fall of spot "
                                   "prices, replaced by the observed trend over the first year (Epoch: GPU "
                                   "price-performance ~30%/yr)", ge=0,

@@ -144,6 +144,7 @@ class World(mesa.Model):
         self._cloud_pos_n = -1
         self._p0 = None
         self.entry_cache = None  # (key, terms) of the entry market this month (see markets.entry.entry_terms)
+        self.probe_rng: np.random.Generator | None = None  # probe entrants' own stream (markets.entry.admit_probe)
         self._label_t = -1
         self.events_log: list[dict] = []
         self.env = Environment(cfg)
@@ -162,6 +163,7 @@ class World(mesa.Model):
         self.exits = 0
         self.reserved_volume = 0.0
         self.reserved_value = 0.0
+        self.reserved_by_group = {"small": np.zeros(2), "frontier": np.zeros(2)}  # volume, value
         self.capex_month = 0.0
         self.chip_spend_month = 0.0
         self.chip_units_month = 0.0
@@ -177,6 +179,7 @@ class World(mesa.Model):
         self.agent_frames: list[tuple] = []
         # Set by the phases every month before they are read (see the markets).
         self.entry_barrier = float("nan")
+        self.entry_barrier_parts = {"total": math.nan, "compute": math.nan, "runway": math.nan, "terms": math.nan}
         self.entry_barrier_now = float("nan")
         self.spot_volume_labs = 0.0
         self.spot_volume_background = 0.0
@@ -200,6 +203,18 @@ class World(mesa.Model):
         self.labs.append(lab)
         self.labs_version += 1
         self.uid_cap = max(self.uid_cap, lab.unique_id + 1)
+
+    def random_order(self, items: np.ndarray, probe: np.ndarray) -> np.ndarray:
+        """``items`` in a random order from the world's stream. Probe entrants (``probe`` True) are left out
+        of that draw and put in at places drawn from their own stream, so that adding a probe does not
+        change the random numbers the rest of the world draws."""
+        if not probe.any():
+            return items[self.rng.permutation(items.size)]
+        world = items[~probe]
+        order = list(world[self.rng.permutation(world.size)])
+        for x in items[probe].tolist():
+            order.insert(int(self.probe_rng.integers(len(order) + 1)), x)
+        return np.array(order, dtype=items.dtype)
 
     def log_event(self, kind: str, who: str, detail: str = "", value: float = 0.0) -> None:
         """Append to the events ledger (events, entries, exits, defaults)."""

@@ -92,7 +92,9 @@ def sign_requests(m) -> None:
     if reqs.size == 0:
         return
     ct, pol = m.cfg.contracting, m.cfg.policy
-    reqs = reqs[m.rng.permutation(reqs.size)]
+    reqs = m.random_order(reqs, C["probe"][reqs])
+    alive = m.alive_slots()  # the frontier labs: the three with the most compute last month
+    top = alive[np.argsort(-C["compute"][alive], kind="stable")[:3]]
     clouds = m.clouds
     vol = C["req_volume"][reqs]
     term = C["req_term"][reqs]
@@ -145,6 +147,8 @@ def sign_requests(m) -> None:
         m.sign_reserved(uid[i], bi, qi, term[i], pi, eff[bi])
         m.reserved_volume += float(qi.sum())
         m.reserved_value += float(qi @ pi)
+        for group, mask in (("small", C["small"][reqs[i]]), ("frontier", np.isin(reqs[i], top))):
+            m.reserved_by_group[group] += np.array([qi[mask].sum(), qi[mask] @ pi[mask]])
         short = vol[i] - qi * eff[bi]
         s_ = short > ct.min_deal_h100e
         unmet += (ok[i[s_]] / n_ok[i[s_], None] * short[s_, None]).sum(axis=0)

@@ -41,7 +41,8 @@ def exit_and_enter(m) -> None:
     broke = idle & (m.lab_cash(s) < tr.wind_down_cash_usd) & (m.obligations_by_uid()[C["uid"][s]] <= 0)
     out = np.flatnonzero(C["insolvent"][s] | broke)
     exit_many(m, [(m.labs[i], "default" if C["insolvent"][i] else "wind_down") for i in s[out].tolist()])
-    m.entry_barrier = entry_barrier(m)
+    m.entry_barrier_parts = entry_barrier(m, parts=True)
+    m.entry_barrier = m.entry_barrier_parts["total"]
     m.entry_barrier_now = entry_barrier(m, projected=False)
 
 
@@ -157,17 +158,17 @@ def entry_terms(m) -> dict:
     return ctx
 
 
-def entrant_price(m, cash, obligation):
+def entrant_price(m, cash, obligation, risk_free: bool = False):
     """Price per H100e-month an entrant with ``cash`` would bargain for a deal worth ``obligation``.
 
     Median cloud terms; the entrant's default risk comes from its coverage cash / obligation and its
-    patience from a full target runway; its outside option is the expected spot price. Works
-    elementwise on arrays.
+    patience from a full target runway; its outside option is the expected spot price. With ``risk_free``
+    the same bargain for a buyer the cloud expects never to default. Works elementwise on arrays.
     """
     ct = m.cfg.contracting
     x = entry_terms(m)
     cash = np.asarray(cash, dtype=float)
-    pdef = ec.default_probability(cash / np.maximum(obligation, 1.0), ct.risk_k)
+    pdef = 0.0 if risk_free else ec.default_probability(cash / np.maximum(obligation, 1.0), ct.risk_k)
     cmin = (1 + pdef * m.lgd_estimate) * max(x["floor"], x["spot_path"] * x["sell_prob"])
     alt = x["spot_path"] * (1 + ct.spot_risk_premium)
     p = ec.nash_price(alt, cmin, x["beta"])
@@ -177,12 +178,15 @@ def entrant_price(m, cash, obligation):
     return float(p) if p.ndim == 0 else p
 
 
-def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True):
+def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True, parts: bool = False):
     """Capital a representative entrant needs to reach a viable capability in its horizon (S9).
 
     With arrays of efficiency fractions and cash, the capital each such entrant needs. With ``projected``
     False: the capital to reach today's viable capability with today's frontier efficiency, no trend
-    projection (``entry_barrier_now_usd``)."""
+    projection (``entry_barrier_now_usd``). With ``parts`` (scalar arguments only): the barrier split into
+    ``compute`` (the final run's compute at the risk-free bargained price), ``runway`` (the rest of the
+    budget at that price) and ``terms`` (what the entrant's own bargained price, with its default risk,
+    adds), which sum to the barrier (``total``)."""
     en = m.cfg.entry
     frac = efficiency_fraction if efficiency_fraction is not None else \
         0.5 * (en.efficiency_fraction_lo + en.efficiency_fraction_hi)
@@ -204,6 +208,16 @@ def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True
         need = new
         if done:
             break
+    if parts:
+        # The bill is linear in the price: at the risk-free price it is the compute of the final run plus
+        # the rest of the budget over the horizon (the runway); the excess at the entrant's price is the
+        # premium its contract terms and default risk add.
+        p = entrant_price(m, cash, need * compute_share)
+        p0 = entrant_price(m, cash, need * compute_share, risk_free=True)
+        base = need * p0 / p
+        compute = base * compute_share * frs
+        return {"total": float(need), "compute": float(compute), "runway": float(base - compute),
+                "terms": float(need - base)}
     return float(need) if need.ndim == 0 else need
 
 
@@ -238,15 +252,43 @@ def candidates(m) -> dict:
 
 def admit(m, funded: dict) -> None:
     """Entrants whose seed round closed enter as small labs with the seed from the investor pool (S9)."""
-    g = m.g_coef
     for seed, frac, eff, q0 in zip(funded["seed"].tolist(), funded["fraction"].tolist(),
                                    funded["efficiency"].tolist(), funded["q_start"].tolist(), strict=True):
-        eff_flop = float(ec.effective_flop_for_capability(q0, g, m.gamma))
-        lab = Lab(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", "small", efficiency=eff, last_run_flop=eff_flop / eff)
-        m.ledger.transfer("investor_pool", lab, seed, "seed_round")
-        lab.capital_raised = seed
-        lab.dilute("investors", 1.0)
-        m.add_lab(lab)
-        lab.start_spending()
+        lab = found(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", seed, eff, q0, "investor_pool")
         m.entries += 1
         m.log_event("entry", lab.name, f"efficiency {frac:.2f} of frontier", seed)
+
+
+def found(m, name: str, seed: float, efficiency: float, q_start: float, payer: str,
+          rd_share: float | None = None) -> Lab:
+    """A new small lab with ``seed`` of cash from ``payer`` (all equity to investors), ``efficiency``, and the
+    capability ``q_start`` of the open model it starts from; it starts spending this month."""
+    eff_flop = float(ec.effective_flop_for_capability(q_start, m.g_coef, m.gamma))
+    lab = Lab(m, name, "small", efficiency=efficiency, last_run_flop=eff_flop / efficiency, rd_share=rd_share)
+    m.ledger.transfer(payer, lab, seed, "seed_round")
+    lab.capital_raised = seed
+    lab.dilute("investors", 1.0)
+    m.add_lab(lab)
+    lab.start_spending()
+    return lab
+
+
+def admit_probe(m, seed: float, efficiency_fraction: float, rd_share: float | None = None,
+                name: str = "Probe", stream: int = 0) -> Lab:
+    """A probe entrant, for studies of entry (``abm barriers``): an entrant as in :func:`admit`, founded now
+    with a chosen ``seed`` (from investors outside the pool, so the other entrants' money is untouched) and
+    efficiency (``efficiency_fraction`` of the frontier's), starting from the open model. With ``rd_share``
+    its R&D share stays at that value (a fixed strategy) instead of adapting. It then acts as any lab; in
+    the markets' random orders it takes a place drawn from its own stream (``stream``; World.random_order),
+    so the world's own draws are those it would make without the probe."""
+    if m.probe_rng is None:
+        m.probe_rng = np.random.default_rng([int(m.cfg.run.seed), int(stream)])
+    alive = m.alive_slots()
+    log_front = float(m.lab_table.cols["log_eff"][alive].max()) if alive.size else 0.0
+    h = m.q_front_hist
+    q_open = h[max(len(h) - 1 - m.cfg.entry.open_model_lag_months, 0)] if h else 0.0
+    lab = found(m, name, seed, math.exp(log_front) * efficiency_fraction, q_open, "investors", rd_share)
+    lab.probe = True
+    lab.rd_fixed = rd_share is not None
+    m.log_event("probe_entry", lab.name, f"efficiency {efficiency_fraction:.2f} of frontier", seed)
+    return lab

@@ -39,6 +39,8 @@ def clear(m) -> None:
     for k in ("spot_bought", "spot_paid", "spot_eff"):
         C[k][labs] = 0.0
     labs = labs[~C["restricted"][labs]]
+    if m.cfg.contracting.spot_exclusive:  # a lab bound exclusively buys only from its partner, under contract
+        labs = labs[~((C["excl_with"][labs] >= 0) & (C["excl_until"][labs] > m.t))]
     contracted_now = m.lab_compute_reserved(labs)
     need = np.maximum(C["desired"][labs] - contracted_now, 0.0)
     bid_p = np.full(labs.size, m.spot_price_ewma * (1 + m.cfg.contracting.spot_risk_premium))
@@ -67,7 +69,7 @@ def clear(m) -> None:
         m.spot_price = price
         n = labs.size
         buying = np.flatnonzero(bfill[:n] > 0)
-        buying = buying[m.rng.permutation(buying.size)]
+        buying = m.random_order(buying, C["probe"][labs[buying]])
         bg_q = float(bfill[n:].sum())
         amounts = np.append(bfill[buying], bg_q)
         buyer, cloud, q = match_in_order(amounts, afill)
