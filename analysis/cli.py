@@ -340,6 +340,98 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_failure(exc: BaseException, args: argparse.Namespace, *errors: type[Exception]) -> None:
+    """After a sweep, barriers or sensitivity study failed: its own user errors and those of ensembles,
+    executors and scenarios become one line."""
+    from abm.scenario import ScenarioError
+
+    if errors and isinstance(exc, errors):
+        raise UserError(str(exc)) from None
+    if isinstance(exc, ScenarioError):
+        raise UserError(_blame_flag(str(exc), args)) from None
+    _reraise_run_failure(exc, args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments.executors import make_executor
+    from .experiments.sweep import SweepError, prepare_sweep, run_sweep
+    from .views.sweep_figures import draw_figures
+
+    try:
+        plan = prepare_sweep(args.scenario, args.param, args.seeds, master_seed=args.master_seed,
+                             months=args.months, overrides=args.set, out=args.out, force=args.force,
+                             metrics=args.metrics, at=args.at)
+    except BaseException as exc:
+        _study_failure(exc, args, SweepError)
+        raise
+    for w in plan.warnings:
+        print(f"abm: warning: {w}", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        with make_executor(**_executor_kwargs(args)) as ex:
+            out = run_sweep(plan, ex, progress=not args.quiet, draw=draw_figures)
+    except BaseException as exc:
+        _study_failure(exc, args, SweepError)
+        raise
+    if not args.quiet:
+        total = len(plan.cells) * plan.n
+        print(f"{out}: {len(plan.cells)} cells x {plan.n} seeds x {plan.months} months ({plan.computed} of "
+              f"{total} runs computed) in {time.perf_counter() - t0:.1f} s; sweep.csv, sweep.md, figures/")
+    return 0
+
+
+def cmd_barriers(args: argparse.Namespace) -> int:
+    from .experiments import barriers as bar
+    from .experiments.executors import make_executor
+    from .views.barriers_figures import draw_figures
+
+    try:
+        plan = bar.prepare_barriers(args.scenario, args.seeds, compare=args.compare, master_seed=args.master_seed,
+                                    months=args.months, overrides=args.set, entry_months=args.entry_months,
+                                    follow=args.follow, gap=args.gap, out=args.out)
+        study = bar.open_barriers(plan, force=args.force)
+    except BaseException as exc:
+        _study_failure(exc, args, bar.BarriersError)
+        raise
+    for w in study.warnings:
+        print(f"abm: warning: {w}", file=sys.stderr)
+    t0 = time.perf_counter()
+    created = study.state != "resume"
+    try:
+        with make_executor(**_executor_kwargs(args)) as ex:
+            results = bar.run_barriers(plan, ex, progress=not args.quiet)
+        draw_figures(plan.out / "figures", results)
+    except BaseException as exc:
+        if created and not study.done and not any(p.completed() for p in plan.ensembles):
+            shutil.rmtree(plan.out, ignore_errors=True)
+        _study_failure(exc, args, bar.BarriersError)
+        raise
+    if not args.quiet:
+        print((plan.out / "barriers.md").read_text(encoding="utf-8").split("## Survival and catch-up")[0].rstrip())
+        print(f"\n{plan.out}: barriers.md, survival.csv, thresholds.csv, trajectory.csv, strategy.csv, "
+              f"probe_effect.csv, figures/ ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from .experiments import sensitivity as sa
+    from .experiments.ensemble import EnsembleError
+    from .views.sensitivity_figures import draw_figures
+
+    try:
+        res = sa.run_sensitivity(args.scenario, args.outputs, method=args.method, n=args.n, seeds=args.seeds,
+                                 master_seed=args.master_seed, months=args.months, horizons=args.horizons,
+                                 overrides=args.set, bounds=args.bounds, out=args.out, force=args.force,
+                                 executor_kwargs=_executor_kwargs(args), progress=not args.quiet,
+                                 draw=draw_figures)
+    except BaseException as exc:
+        _study_failure(exc, args, sa.SensitivityError, EnsembleError)
+        raise
+    if not args.quiet:
+        print(res.summary())
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from abm.scale import scale_world
     from abm.scenario import ScenarioError, load_scenario
@@ -483,6 +575,41 @@ def _horizons(text: str) -> list[int]:
     try:
         return parse_horizons(text)
     except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def _name_list(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",")]
+    if not names or any(not x for x in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _sweep_param(text: str):
+    from .experiments.sweep import SweepError, parse_param
+
+    try:
+        return parse_param(text)
+    except SweepError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _outputs(text: str) -> list[str]:
+    from .experiments.sensitivity import SensitivityError, parse_outputs
+
+    try:
+        return parse_outputs(text)
+    except SensitivityError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -640,6 +767,63 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     cb.set_defaults(func=cmd_calibrate)
 
+    sw = sub.add_parser(
+        "sweep", help="run a grid of parameter values, an ensemble per cell, summarised per cell",
+        description="Run SCENARIO over a grid of parameter values (--param, repeatable: one axis each), an "
+                    "ensemble of N seeds per cell with the same seeds in every cell (common random numbers), and "
+                    "write sweep.csv (per cell: mean and 95%% CI of each metric at month --at), sweep.md and "
+                    "figures/ (a line with CI bands for one parameter, heatmaps for two). Resumable.")
+    sw.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
+    sw.add_argument("--param", action="append", type=_sweep_param, required=True, metavar="KEY.PATH=SPEC",
+                    help="an axis: key.path=start:stop:n (linear), key.path=log:start:stop:n (geometric) or "
+                         "key.path=a,b,c (a list, e.g. for switches); repeatable")
+    _ensemble_args(sw, "runs/sweep-<scenario>-<keys>-<N>/", seeds_default=10)
+    sw.add_argument("--at", type=_pos_int, metavar="MONTH", help="month whose values are summarised (default the last)")
+    sw.add_argument("--metrics", type=_name_list, metavar="M1,M2,...",
+                    help="timeseries columns to summarise (default the headline metrics)")
+    sw.set_defaults(func=cmd_sweep)
+
+    br = sub.add_parser(
+        "barriers", help="the small-lab study: entrant survival maps, the entry barrier's parts, price gap, strategies",
+        description="Probe entrants with seed capital $10M-$10B and starting efficiency 0.1-1.0 of the frontier's "
+                    "enter copies of each seed's world and are followed --follow months: the chance to survive and "
+                    "to catch up (within --gap of the frontier), the seed capital for a 50%% chance with bootstrap "
+                    "CIs; the entry barrier's path split into compute, runway and contract terms; small against "
+                    "frontier labs' contract prices; entrants that fix their R&D share against gamma. In SCENARIO "
+                    "and the --compare scenarios. Writes barriers.md, CSV tables and figures/. Resumable.")
+    br.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
+    _ensemble_args(br, "runs/barriers-<scenario>-<N>/", seeds_default=20)
+    br.add_argument("--compare", type=_name_list, metavar="S1,S2,...",
+                    help="scenarios compared with SCENARIO (default: the other ones of baseline, mega_deal, "
+                         "public_compute, antitrust, open_weights)")
+    br.add_argument("--entry-months", type=_int_list(1, "months after the start"), default=[36], metavar="M1,M2,...",
+                    help="when the probe entrants enter, months after the start (default 36)")
+    br.add_argument("--follow", type=_pos_int, default=36, metavar="N", help="months a probe is followed (default 36)")
+    br.add_argument("--gap", type=_nonneg_float, metavar="Q",
+                    help="capability distance to the frontier that counts as caught up (default entry.viable_gap)")
+    br.set_defaults(func=cmd_barriers)
+
+    se = sub.add_parser(
+        "sensitivity", help="global sensitivity analysis (Morris or Sobol, with SALib) of chosen outputs",
+        description="Sample the parameters of a bounds file (default: the shipped analysis/experiments/"
+                    "parameter_bounds.toml: the calibrated parameters within their uncertainty, the main "
+                    "uncalibrated ones, and the modelling switches) with SALib, run SCENARIO at every point "
+                    "(N seeds each, common random numbers) and write sensitivity.csv, sensitivity.md, "
+                    "samples.csv and figures/: Morris mu* and sigma, or Sobol S1 and ST with 95%% CIs. "
+                    "Resumable.")
+    se.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
+    se.add_argument("--outputs", type=_outputs, required=True, metavar="METRIC[,METRIC]",
+                    help="timeseries columns, or delta:SCENARIO:COLUMN for a paired effect against SCENARIO")
+    se.add_argument("--method", choices=("morris", "sobol"), default="morris",
+                    help="morris (elementary effects; default) or sobol (variance shares)")
+    se.add_argument("--n", type=_pos_int, metavar="N",
+                    help="Morris trajectories (default 10) or Sobol base samples, a power of 2 (default 64)")
+    se.add_argument("--horizons", type=_horizons, metavar="H1,H2,...",
+                    help="months at which each output is analysed (default the last month)")
+    se.add_argument("--bounds", metavar="FILE", help="parameter bounds TOML (default the shipped file)")
+    _ensemble_args(se, "runs/sensitivity-<scenario>-<method>-<n>/", seeds_default=4)
+    se.set_defaults(func=cmd_sensitivity)
+
     s = sub.add_parser("scenarios", help="list the scenarios in scenarios/",
                        description="List the scenarios in scenarios/ with their descriptions.")
     s.set_defaults(func=cmd_scenarios)
@@ -690,8 +874,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.error("a command is required: run, ensemble, compare, bench, scenarios, overview, report, "
-                     "animate or dashboard")
+        parser.error("a command is required: run, ensemble, compare, sweep, barriers, sensitivity, validate, "
+                     "calibrate, bench, scenarios, overview, report, animate or dashboard")
     try:
         return args.func(args)
     except UserError as exc:

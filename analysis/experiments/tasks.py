@@ -1,0 +1,247 @@
+"""Studies made of many small independent tasks (sensitivity points, probe entrants), run on an Executor
+and resumable.
+
+A study lives in a folder with ``study.json`` (what was asked: the arguments that decide every task) and
+``results.jsonl``, one line ``{"key": ..., "result": ...}`` per finished task, appended as each finishes.
+Running the same command again reads the finished keys and computes only the others; a line torn by a kill
+is dropped. Outputs are computed from the results sorted by key, never from the file's order, so they are
+the same whatever the number of workers or the executor.
+
+``study.json`` written by another set of arguments makes :func:`open_study` refuse (``--force`` replaces
+the folder); a change of the model's code since the study started is a warning, as for ensembles.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from abm.scenario import ScenarioError
+
+from .ensemble import (
+    PACKAGE,
+    EnsembleError,
+    _progress_bar,
+    _remove_stale_tmp,
+    atomic_write,
+    model_fingerprint,
+)
+
+INFO = "study.json"
+RESULTS = "results.jsonl"
+# Keys of study.json that may differ on resume (a warning, or nothing), not a refusal.
+VOLATILE = ("model_sha256", "versions", "command")
+
+
+@dataclass
+class Study:
+    """A study folder: its arguments (``info``) and the results finished so far (``done``, by key)."""
+
+    out: Path
+    info: dict
+    state: str = "new"  # new, resume, replace
+    done: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    created_here: bool = False
+
+    @property
+    def results_path(self) -> Path:
+        return self.out / RESULTS
+
+    def create(self) -> None:
+        """Create (or replace) the folder with study.json; on resume read the finished results."""
+        if self.state == "resume":
+            _remove_stale_tmp(self.out)
+            self.done = read_results(self.results_path)
+            return
+        if self.state == "replace":
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.out / INFO, json.dumps(self.info, indent=2, sort_keys=True) + "\n")
+        self.results_path.touch()
+        self.state = "resume"
+        self.created_here = True
+        self.done = {}
+
+    def append(self, key: str, result) -> None:
+        """Record one finished task: one line, written with a single ``write`` and flushed to disk."""
+        line = json.dumps({"key": key, "result": result}, sort_keys=True, allow_nan=True) + "\n"
+        fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.done[key] = result
+
+    def write(self, name: str, text: str) -> Path:
+        """Write an output file of the study atomically."""
+        path = self.out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
+        return path
+
+
+def read_results(path: Path) -> dict[str, object]:
+    """The finished results of a results.jsonl, by key. A torn (unparsable) last line, left by a process
+    killed mid-write, is cut off; an unparsable line elsewhere means the file was edited: an error."""
+    if not path.is_file():
+        return {}
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    out: dict[str, object] = {}
+    good = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            good += len(line) + 1
+            continue
+        try:
+            rec = json.loads(line)
+            out[str(rec["key"])] = rec["result"]
+        except (ValueError, KeyError, TypeError):
+            if i == len(lines) - 1:  # a torn last line: drop it so that appends start on a fresh line
+                with open(path, "r+b") as fh:
+                    fh.truncate(good)
+                break
+            raise EnsembleError(f"{path}: line {i + 1} is not a result; delete the file to recompute") from None
+        good += len(line) + 1
+    return out
+
+
+def study_info(kind: str, args: dict) -> dict:
+    """study.json's content: the kind of study, its arguments, the model's fingerprint and versions."""
+    import platform
+
+    import numpy as np
+
+    from .ensemble import _version
+
+    return {"study": kind, **args, "model_sha256": model_fingerprint(),
+            "versions": {PACKAGE: _version(PACKAGE), "python": platform.python_version(),
+                         "numpy": np.__version__, "SALib": _version("SALib")}}
+
+
+def open_study(out: str | Path, info: dict, force: bool = False) -> Study:
+    """Check the folder ``out`` for a study with ``info``; writes nothing (see :meth:`Study.create`).
+
+    Absent or empty: new. Holding the same study: resume. Another study, or not a study folder: an
+    EnsembleError naming the first argument that differs, unless ``force`` (replace; a folder that is not
+    a study is never replaced)."""
+    out = Path(out)
+    study = Study(out=out, info=info)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise EnsembleError(f"{out} exists and is not a directory; choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return study
+    path = out / INFO
+    if not path.is_file():
+        raise EnsembleError(f"{out} exists and is not a {info['study']} folder (no {INFO}); choose another --out")
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(old, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        if force:
+            study.state = "replace"
+            return study
+        raise EnsembleError(f"{path}: unreadable ({exc}); use --force to replace the folder") from None
+    for key in sorted(set(old) | set(info)):
+        if key in VOLATILE or old.get(key) == info.get(key):
+            continue
+        if force:
+            study.state = "replace"
+            return study
+        raise EnsembleError(f"{out} holds a study made with other arguments ({key}: {old.get(key)!r} there, "
+                            f"{info.get(key)!r} now); use --force to replace it, or another --out")
+    if old.get("model_sha256") != info.get("model_sha256"):
+        if force:
+            study.state = "replace"
+            return study
+        study.warnings.append(f"the model code (abm/) changed since {out} was started; its results will mix "
+                              "two versions of the model (use --force to start over)")
+    study.state = "resume"
+    return study
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: a key (unique in the study), a top-level function and its plain arguments."""
+
+    key: str
+    fn: Callable
+    args: tuple = ()
+
+
+def run_tasks(study: Study, tasks: Iterable[Task], executor: cf.Executor, progress: bool = True,
+              desc: str = "study", unit: str = "task") -> int:
+    """Compute the tasks of ``study`` not yet finished on ``executor``, appending each result as it comes.
+
+    A few tasks per worker are in flight at a time. Returns the number computed. A task's ScenarioError
+    becomes an EnsembleError naming the task; any other error cancels the rest and propagates (finished
+    results stay on disk).
+    """
+    from .executors import SerialExecutor, capacity
+
+    study.create()
+    tasks = list(tasks)
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError("task keys must be unique")
+    todo = [t for t in tasks if t.key not in study.done]
+    bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress, desc)
+    if bar is not None and hasattr(bar, "unit"):
+        bar.unit = unit
+    serial = isinstance(executor, SerialExecutor)
+    size = 1 if serial else max(2 * capacity(executor), 8)
+    sized_at = time.monotonic()
+    inflight: dict[cf.Future, Task] = {}
+    queue = iter(todo)
+    computed = 0
+    try:
+        exhausted = False
+        while True:
+            if not serial and time.monotonic() - sized_at > 5.0:
+                size, sized_at = max(2 * capacity(executor), 8), time.monotonic()
+            while not exhausted and len(inflight) < size:
+                t = next(queue, None)
+                if t is None:
+                    exhausted = True
+                    break
+                inflight[executor.submit(t.fn, *t.args)] = t
+            if not inflight:
+                break
+            done, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: inflight[f].key):
+                t = inflight.pop(fut)
+                try:
+                    result = fut.result()
+                except ScenarioError as exc:
+                    raise EnsembleError(f"task {t.key}: {exc}") from None
+                except ImportError as exc:
+                    raise EnsembleError(f"a worker cannot import {exc.name or exc}: install {PACKAGE} (same "
+                                        "version) on every worker") from None
+                study.append(t.key, result)
+                computed += 1
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        for fut in inflight:
+            fut.cancel()
+        if bar is not None:
+            bar.close()
+    return computed
+
+
+def results_in_order(study: Study, keys: Sequence[str]) -> list:
+    """The results of ``keys`` in that order (all must be finished)."""
+    missing = [k for k in keys if k not in study.done]
+    if missing:
+        raise EnsembleError(f"{study.out}: {len(missing)} tasks unfinished (first {missing[0]}); run the command "
+                            "again to finish them")
+    return [study.done[k] for k in keys]
