@@ -12,7 +12,9 @@ effective compute and the split of frontier progress into physical compute and a
 prices, costs, utilization and money flows; the entry barrier, entries, exits and survival; the contract
 network at several dates. An ensemble's report (:mod:`.ensemble_report`): every timeseries column with its
 2.5-97.5 percentile band over seeds. A comparison's report (:mod:`.comparison_report`): the scenarios
-overlaid for the headline metrics, and the tables of comparison.md. What they share is in :mod:`.common`.
+overlaid for the headline metrics, and the tables of comparison.md. A study's report (:mod:`.study_report`,
+for ``abm barriers``, ``abm sweep`` and ``abm sensitivity``): its markdown and every figure it drew. What
+they share is in :mod:`.common`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from .common import ReportError
 from .comparison_report import report_comparison
 from .ensemble_report import report_ensemble
 from .run_report import report_run
+from .study_report import report_study, study_kind
 
 REPORT_NAME = "report.html"
 
 
 def detect_kind(d: Path) -> str:
-    """``"run"``, ``"ensemble"`` or ``"comparison"`` from the files in ``d``; ReportError otherwise."""
+    """``"run"``, ``"ensemble"``, ``"comparison"``, or a study (``"barriers"``, ``"sweep"``,
+    ``"sensitivity"``) from the files in ``d``; ReportError otherwise."""
     if not d.exists():
         raise ReportError(f"{d}: folder not found")
     if not d.is_dir():
@@ -40,8 +44,12 @@ def detect_kind(d: Path) -> str:
         return "ensemble"
     if (d / "comparison.csv").is_file():
         return "comparison"
-    raise ReportError(f"{d}: no timeseries.csv, ensemble.csv or comparison.csv; give a folder written by "
-                      "'abm run', 'abm ensemble' or 'abm compare'")
+    kind = study_kind(d)
+    if kind is not None:
+        return kind
+    raise ReportError(f"{d}: no timeseries.csv, ensemble.csv, comparison.csv, barriers.md, sweep.md or "
+                      "sensitivity.md; give a folder written by 'abm run', 'abm ensemble', 'abm compare', "
+                      "'abm barriers', 'abm sweep' or 'abm sensitivity'")
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -49,7 +57,8 @@ def build_report(d: str | Path) -> tuple[str, str, int]:
     """(kind, HTML text, number of figures) of the report on folder ``d``; writes nothing."""
     d = Path(d)
     kind = detect_kind(d)
-    doc = {"run": report_run, "ensemble": report_ensemble, "comparison": report_comparison}[kind](d)
+    make = {"run": report_run, "ensemble": report_ensemble, "comparison": report_comparison}.get(kind, report_study)
+    doc = make(d)
     return kind, doc.render(doc.footer_note), doc.n_figures
 
 
