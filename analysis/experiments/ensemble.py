@@ -407,22 +407,26 @@ def prepare_ensemble(scenario: str | Path | Scenario, n: int, master_seed: int |
     return plan
 
 
-def _folder_state(plan: EnsemblePlan, force: bool) -> str:
-    out = plan.out
+def folder_info(out: Path, info_name: str, what: str, force: bool,
+                error: type[Exception] = EnsembleError) -> dict | str:
+    """What an output folder holds: ``"new"`` (absent or empty), ``"replace"`` (its ``info_name`` file is
+    unreadable and ``force`` is given), or the file's content (a dict) for the caller to compare with its
+    arguments. A path that is not a directory, a folder without ``info_name`` (not a ``what`` folder: never
+    touched) and an unreadable file without ``force`` raise ``error`` with a one-line message."""
     anc = Path(os.path.abspath(out)).parent
     while not anc.exists():
         anc = anc.parent
     if not anc.is_dir():
-        raise EnsembleError(f"{out}: {anc} is not a directory; choose another --out")
+        raise error(f"{out}: {anc} is not a directory; choose another --out")
     if not (out.exists() or out.is_symlink()):
         return "new"
     if out.is_symlink() or not out.is_dir():
-        raise EnsembleError(f"{out} exists and is not a directory; choose another --out")
+        raise error(f"{out} exists and is not a directory; choose another --out")
     if not any(out.iterdir()):
         return "new"
-    info = out / INFO
+    info = out / info_name
     if not info.is_file():
-        raise EnsembleError(f"{out} exists and is not an ensemble folder (no {INFO}); choose another --out")
+        raise error(f"{out} exists and is not {what} folder (no {info_name}); choose another --out")
     try:
         old = json.loads(info.read_text(encoding="utf-8"))
         if not isinstance(old, dict):
@@ -430,7 +434,15 @@ def _folder_state(plan: EnsemblePlan, force: bool) -> str:
     except (OSError, ValueError) as exc:
         if force:
             return "replace"
-        raise EnsembleError(f"{info}: unreadable ({exc}); use --force to replace the folder") from None
+        raise error(f"{info}: unreadable ({exc}); use --force to replace the folder") from None
+    return old
+
+
+def _folder_state(plan: EnsemblePlan, force: bool) -> str:
+    out = plan.out
+    old = folder_info(out, INFO, "an ensemble", force)
+    if isinstance(old, str):
+        return old
     why = _describe_mismatch(old, plan)
     if why is None:
         if old.get("model_sha256") not in (None, plan.info()["model_sha256"]):
@@ -483,6 +495,12 @@ class _SimpleBar:
         sys.stderr.flush()
 
 
+def worker_import_error(exc: ImportError) -> EnsembleError:
+    """A Dask worker without this project installed, as a one-line error."""
+    return EnsembleError(f"a worker cannot import {exc.name or exc}: install {PACKAGE} (same version) on every "
+                         "worker")
+
+
 def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool = True,
             desc: str = "ensemble") -> int:
     """Compute every missing seed of ``plans`` on ``executor`` and store each as soon as it is done.
@@ -491,53 +509,32 @@ def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool
     large ensemble does not sit in memory. Returns the number of seeds computed. A task's ScenarioError
     becomes an EnsembleError; any other error cancels the rest and propagates.
     """
-    from .executors import SerialExecutor, capacity
+    from .executors import run_windowed
 
     for p in plans:
         p.create()
     todo = [(p, i) for p in plans for i in range(p.n) if not p.seed_file(i).is_file()]
     total = sum(p.n for p in plans)
     bar = _progress_bar(total, total - len(todo), progress, desc)
-    serial = isinstance(executor, SerialExecutor)
-
-    def window() -> int:  # a few tasks per worker in flight; a Dask cluster may grow while we run
-        return 1 if serial else max(2 * capacity(executor), 8)
-
-    size, sized_at = window(), time.monotonic()
     computed = 0
-    inflight: dict[cf.Future, tuple[EnsemblePlan, int]] = {}
-    queue = iter(todo)
+
+    def finished(tag: tuple[EnsemblePlan, int], fut: cf.Future) -> None:
+        nonlocal computed
+        p, i = tag
+        try:
+            text = fut.result()
+        except ScenarioError as exc:
+            raise EnsembleError(f"{p.name} seed {p.seeds[i]}: {exc}") from None
+        except ImportError as exc:
+            raise worker_import_error(exc) from None
+        p.write_seed(i, text)
+        computed += 1
+        if bar is not None:
+            bar.update(1)
+
     try:
-        exhausted = False
-        while True:
-            if not serial and time.monotonic() - sized_at > 5.0:
-                size, sized_at = window(), time.monotonic()
-            while not exhausted and len(inflight) < size:
-                nxt = next(queue, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                p, i = nxt
-                inflight[executor.submit(run_seed, p.toml, p.seeds[i], p.months)] = nxt
-            if not inflight:
-                break
-            done, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: (plans.index(inflight[f][0]), inflight[f][1])):
-                p, i = inflight.pop(fut)
-                try:
-                    text = fut.result()
-                except ScenarioError as exc:
-                    raise EnsembleError(f"{p.name} seed {p.seeds[i]}: {exc}") from None
-                except ImportError as exc:  # a Dask worker without this project installed
-                    raise EnsembleError(f"a worker cannot import {exc.name or exc}: install "
-                                        f"{PACKAGE} (same version) on every worker") from None
-                p.write_seed(i, text)
-                computed += 1
-                if bar is not None:
-                    bar.update(1)
+        run_windowed(executor, ((t, run_seed, (t[0].toml, t[0].seeds[t[1]], t[0].months)) for t in todo), finished)
     finally:
-        for fut in inflight:
-            fut.cancel()
         if bar is not None:
             bar.close()
     return computed

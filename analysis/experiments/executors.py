@@ -21,7 +21,9 @@ import concurrent.futures as cf
 import contextlib
 import logging
 import multiprocessing
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 # Modules the forkserver imports once, so that each pool worker starts with the model already loaded.
 PRELOAD = ["analysis.experiments.ensemble"]
@@ -67,6 +69,45 @@ def capacity(executor: cf.Executor) -> int:
         except Exception:  # scheduler busy or gone: any positive number keeps the queue moving
             return 1
     return 1
+
+
+def run_windowed(executor: cf.Executor, jobs: Iterable[tuple[Any, Callable, tuple]],
+                 finished: Callable[[Any, cf.Future], None]) -> None:
+    """Run ``fn(*args)`` for each ``(tag, fn, args)`` of ``jobs`` on ``executor`` and call
+    ``finished(tag, future)`` as each is done (those done together in the order they were submitted).
+
+    At most a few jobs per worker are in flight (re-read every 5 s: a Dask cluster may grow while it runs), so
+    that a long list of jobs does not sit in memory. If ``finished`` or the loop raises, the jobs not yet
+    started are cancelled and the exception propagates."""
+    serial = isinstance(executor, SerialExecutor)
+
+    def window() -> int:
+        return 1 if serial else max(2 * capacity(executor), 8)
+
+    size, sized_at = window(), time.monotonic()
+    inflight: dict[cf.Future, tuple[int, Any]] = {}
+    queue = enumerate(jobs)
+    try:
+        exhausted = False
+        while True:
+            if not serial and time.monotonic() - sized_at > 5.0:
+                size, sized_at = window(), time.monotonic()
+            while not exhausted and len(inflight) < size:
+                nxt = next(queue, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                k, (tag, fn, args) = nxt
+                inflight[executor.submit(fn, *args)] = (k, tag)
+            if not inflight:
+                break
+            done, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: inflight[f][0]):
+                _, tag = inflight.pop(fut)
+                finished(tag, fut)
+    finally:
+        for fut in inflight:
+            fut.cancel()
 
 
 def _import_distributed():

@@ -71,6 +71,7 @@ from .ensemble import (
     _remove_stale_tmp,
     atomic_write,
     execute,
+    folder_info,
     model_fingerprint,
     prepare_ensemble,
     summary_stats,
@@ -326,23 +327,9 @@ def _describe_mismatch(old: dict, new: dict) -> str | None:
 
 def _folder_state(plan: SweepPlan, force: bool) -> str:
     out = plan.out
-    if not (out.exists() or out.is_symlink()):
-        return "new"
-    if out.is_symlink() or not out.is_dir():
-        raise SweepError(f"{out} exists and is not a directory; choose another --out")
-    if not any(out.iterdir()):
-        return "new"
-    info = out / INFO
-    if not info.is_file():
-        raise SweepError(f"{out} exists and is not a sweep folder (no {INFO}); choose another --out")
-    try:
-        old = json.loads(info.read_text(encoding="utf-8"))
-        if not isinstance(old, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError) as exc:
-        if force:
-            return "replace"
-        raise SweepError(f"{info}: unreadable ({exc}); use --force to replace the folder") from None
+    old = folder_info(out, INFO, "a sweep", force, SweepError)
+    if isinstance(old, str):
+        return old
     why = _describe_mismatch(old, plan.info())
     if why is not None:
         if force:

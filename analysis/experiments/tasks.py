@@ -17,7 +17,6 @@ import concurrent.futures as cf
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,9 @@ from .ensemble import (
     _progress_bar,
     _remove_stale_tmp,
     atomic_write,
+    folder_info,
     model_fingerprint,
+    worker_import_error,
 )
 
 INFO = "study.json"
@@ -135,22 +136,12 @@ def open_study(out: str | Path, info: dict, force: bool = False) -> Study:
     a study is never replaced)."""
     out = Path(out)
     study = Study(out=out, info=info)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise EnsembleError(f"{out} exists and is not a directory; choose another --out")
-    if not out.exists() or not any(out.iterdir()):
+    old = folder_info(out, INFO, f"a {info['study']}", force)
+    if old == "new":
         return study
-    path = out / INFO
-    if not path.is_file():
-        raise EnsembleError(f"{out} exists and is not a {info['study']} folder (no {INFO}); choose another --out")
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(old, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError) as exc:
-        if force:
-            study.state = "replace"
-            return study
-        raise EnsembleError(f"{path}: unreadable ({exc}); use --force to replace the folder") from None
+    if old == "replace":
+        study.state = "replace"
+        return study
     for key in sorted(set(old) | set(info)):
         if key in VOLATILE or old.get(key) == info.get(key):
             continue
@@ -186,7 +177,7 @@ def run_tasks(study: Study, tasks: Iterable[Task], executor: cf.Executor, progre
     becomes an EnsembleError naming the task; any other error cancels the rest and propagates (finished
     results stay on disk).
     """
-    from .executors import SerialExecutor, capacity
+    from .executors import run_windowed
 
     study.create()
     tasks = list(tasks)
@@ -197,42 +188,24 @@ def run_tasks(study: Study, tasks: Iterable[Task], executor: cf.Executor, progre
     bar = _progress_bar(len(tasks), len(tasks) - len(todo), progress, desc)
     if bar is not None and hasattr(bar, "unit"):
         bar.unit = unit
-    serial = isinstance(executor, SerialExecutor)
-    size = 1 if serial else max(2 * capacity(executor), 8)
-    sized_at = time.monotonic()
-    inflight: dict[cf.Future, Task] = {}
-    queue = iter(todo)
     computed = 0
+
+    def finished(t: Task, fut: cf.Future) -> None:
+        nonlocal computed
+        try:
+            result = fut.result()
+        except ScenarioError as exc:
+            raise EnsembleError(f"task {t.key}: {exc}") from None
+        except ImportError as exc:
+            raise worker_import_error(exc) from None
+        study.append(t.key, result)
+        computed += 1
+        if bar is not None:
+            bar.update(1)
+
     try:
-        exhausted = False
-        while True:
-            if not serial and time.monotonic() - sized_at > 5.0:
-                size, sized_at = max(2 * capacity(executor), 8), time.monotonic()
-            while not exhausted and len(inflight) < size:
-                t = next(queue, None)
-                if t is None:
-                    exhausted = True
-                    break
-                inflight[executor.submit(t.fn, *t.args)] = t
-            if not inflight:
-                break
-            done, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: inflight[f].key):
-                t = inflight.pop(fut)
-                try:
-                    result = fut.result()
-                except ScenarioError as exc:
-                    raise EnsembleError(f"task {t.key}: {exc}") from None
-                except ImportError as exc:
-                    raise EnsembleError(f"a worker cannot import {exc.name or exc}: install {PACKAGE} (same "
-                                        "version) on every worker") from None
-                study.append(t.key, result)
-                computed += 1
-                if bar is not None:
-                    bar.update(1)
+        run_windowed(executor, ((t, t.fn, t.args) for t in todo), finished)
     finally:
-        for fut in inflight:
-            fut.cancel()
         if bar is not None:
             bar.close()
     return computed
