@@ -55,8 +55,9 @@ def survival_rate_24m(small: np.ndarray, birth: np.ndarray, exit_t: np.ndarray, 
 
 
 def group_price(m, group: str) -> float:
-    """Volume-weighted price, $ per H100e-hour, of the reserved contracts a group of labs signed this month
-    (``small``: small labs; ``frontier``: the three labs with the most compute); NaN if it signed none."""
+    """Price per effective H100e-hour (a captive chip counts at the ecosystem factor) of the reserved contracts
+    a group of labs signed this month, weighted by effective volume (``small``: small labs; ``frontier``: the
+    three labs with the most compute); NaN if it signed none."""
     volume, value = m.reserved_by_group[group]
     return float(value / volume / ec.HOURS_PER_MONTH) if volume > 0 else float("nan")
 

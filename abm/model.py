@@ -122,7 +122,7 @@ class ComputeMarket(World):
         self.entries = self.exits = 0
         self.reserved_volume = 0.0
         self.reserved_value = 0.0
-        self.reserved_by_group = {"small": np.zeros(2), "frontier": np.zeros(2)}  # volume, value
+        self.reserved_by_group = {"small": np.zeros(2), "frontier": np.zeros(2)}  # effective volume, value
         self.reserved_price_month = float("nan")
         self.phase_events()                 # 1  events and environment (S10)
         self.phase_vendors()                # 2  vendors update (S4)

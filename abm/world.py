@@ -163,7 +163,7 @@ class World(mesa.Model):
         self.exits = 0
         self.reserved_volume = 0.0
         self.reserved_value = 0.0
-        self.reserved_by_group = {"small": np.zeros(2), "frontier": np.zeros(2)}  # volume, value
+        self.reserved_by_group = {"small": np.zeros(2), "frontier": np.zeros(2)}  # effective volume, value
         self.capex_month = 0.0
         self.chip_spend_month = 0.0
         self.chip_units_month = 0.0

@@ -148,7 +148,7 @@ def sign_requests(m) -> None:
         m.reserved_volume += float(qi.sum())
         m.reserved_value += float(qi @ pi)
         for group, mask in (("small", C["small"][reqs[i]]), ("frontier", np.isin(reqs[i], top))):
-            m.reserved_by_group[group] += np.array([qi[mask].sum(), qi[mask] @ pi[mask]])
+            m.reserved_by_group[group] += np.array([qi[mask] @ eff[bi][mask], qi[mask] @ pi[mask]])
         short = vol[i] - qi * eff[bi]
         s_ = short > ct.min_deal_h100e
         unmet += (ok[i[s_]] / n_ok[i[s_], None] * short[s_, None]).sum(axis=0)

@@ -488,7 +488,7 @@ def markdown(r: Results) -> str:
             lines.append(f"| {name} | {data.months[h - 1]} | {' | '.join(vals)} |")
     # Price gap by year.
     lines += ["", "## The price gap", "",
-              "Volume-weighted reserved price ($ per H100e-hour) of contracts signed by small labs and by the "
+              "Reserved price per effective H100e-hour (volume-weighted) of contracts signed by small labs and by the "
               "three largest labs, averaged over the months of each year in which the group signed, mean "
               "over seeds (95% CI); ratio small / frontier. Figure: `figures/price_gap.png`.", "",
               "| scenario | year | small labs | frontier labs | ratio |", "|---|---|---|---|---|"]
