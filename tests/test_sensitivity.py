@@ -363,3 +363,21 @@ def test_an_evaluator_without_an_output_is_named(tmp_path):
     with pytest.raises(SensitivityError, match="point p00000: no output 'z'"):
         run_sensitivity(None, ["y", "z"], n=2, bounds=ishigami_bounds(tmp_path), out=tmp_path / "o",
                         progress=False, evaluator=ishigami)
+
+
+def test_sensitivity_command(tmp_path, capsys):
+    """``abm sensitivity`` end to end on the shipped bounds (2 trajectories of 3 months): every parameter gets
+    an index; a bad output is one line and exit status 2."""
+    from analysis.cli import main
+
+    out = tmp_path / "sa"
+    assert main(["sensitivity", "baseline", "--outputs", "lab_hhi_compute", "--n", "2", "--seeds", "1",
+                 "--months", "3", "--out", str(out), "--quiet"]) == 0
+    with open(out / "sensitivity.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["parameter"] for r in rows} == {p.name for p in load_bounds(BOUNDS_FILE, "baseline")}
+    assert all(math.isfinite(float(r["mu_star"])) for r in rows)
+    with pytest.raises(SystemExit) as exc:
+        main(["sensitivity", "baseline", "--outputs", "no_such_column", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "unknown metric 'no_such_column'" in capsys.readouterr().err

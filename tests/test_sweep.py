@@ -312,3 +312,19 @@ def test_failed_start_removes_the_new_folder(tmp_path):
     with pytest.raises(RuntimeError, match="cluster gone"):
         run_sweep(plan, _Broken(), progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_command(tmp_path, capsys):
+    """``abm sweep`` end to end: the files and figure, a one-line error for a bad cell, nothing written."""
+    from analysis.cli import main
+
+    out = tmp_path / "sw"
+    assert main(["sweep", "baseline", "--param", "demand.theta=5:8:2", "--seeds", "2", "--months", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    assert len(read_csv(out / "sweep.csv")) == 2
+    assert (out / "sweep.md").is_file() and (out / "figures" / "sweep.png").is_file()
+    bad = tmp_path / "bad"
+    assert main(["sweep", "baseline", "--param", "demand.theta=-1:2:2", "--seeds", "2", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("abm: error: --param demand.theta") and err.count("\n") == 1
+    assert not bad.exists()

@@ -40,10 +40,10 @@ def _save(fig, path: Path) -> Path:
 
 def _usd_tick(v: float, _pos=None) -> str:
     if v >= 1e9:
-        return f"${v / 1e9:g}B"
+        return f"${v / 1e9:.3g}B"
     if v >= 1e6:
-        return f"${v / 1e6:g}M"
-    return f"${v:g}"
+        return f"${v / 1e6:.3g}M"
+    return f"${v:.3g}"
 
 
 def _map(folder: Path, r: B.Results, which: str) -> Path:
@@ -89,6 +89,7 @@ def _trajectory(folder: Path, r: B.Results) -> Path:
         labels = data.months
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_usd_tick)
+    ax.yaxis.set_minor_formatter(_usd_tick)
     _months_axis(ax, labels)
     ax.set_title("Entry barrier: capital to reach a viable capability (mean, 95% CI)", fontsize=11)
     ax.legend(fontsize=8)
@@ -201,6 +202,7 @@ def _comparison(folder: Path, r: B.Results) -> Path:
                     fmt="o", capsize=3, color=f"C{k}", label=f"month {h}")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_usd_tick)
+    ax.yaxis.set_minor_formatter(_usd_tick)
     ax.set_title("Entry barrier (mean, 95% CI)", fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[1][0]
