@@ -83,7 +83,7 @@ lab = "Anthropic"
 cloud = "AWS"
 value_usd = 1.0e9
 term_months = 36
-gw = 0.05
+gw = 0.02
 chip_kind = "captive"
 ramp_months = 6
 exclusive = {exclusive}
@@ -92,7 +92,7 @@ exclusive = {exclusive}
 
 @pytest.mark.parametrize("seed", [3, 4])
 def test_exclusive_deal_keeps_its_lab_off_other_clouds(tmp_path, seed):
-    """A deal smaller than what the lab needs (0.05 GW, about 29k H100e, for three years): plain, the lab
+    """A deal smaller than what the lab needs (0.02 GW, about 12k H100e, for three years): plain, the lab
     buys the rest from other clouds while the deal runs; exclusive, every contract it signs in the term is
     with the deal's cloud, and it still signs some (it needs more than the deal gives)."""
     def signed_in_term(exclusive: bool) -> dict[str, float]:
