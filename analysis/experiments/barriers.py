@@ -38,6 +38,7 @@ scenario's probes; resumable), ``scenarios/<name>/`` (an ensemble folder per sce
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import shlex
 import tomllib
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from abm.scenario import Scenario, load_scenario, to_toml, validate
+from abm.timeline import month_label
 
 from .compare import paired_stats
 from .ensemble import EnsemblePlan, SeedData, child_seeds, summary_stats, table_text
@@ -138,8 +140,6 @@ class BarriersPlan:
         return self.scenarios[0].name
 
     def info(self) -> dict:
-        import hashlib
-
         return {"scenarios": [s.name for s in self.scenarios],
                 "scenario_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in self.tomls],
                 "master_seed": self.master_seed, "n_seeds": self.n, "months": self.months,
@@ -426,7 +426,6 @@ def markdown(r: Results) -> str:
     plan = r.plan
     main = plan.scenarios[0]
     e0 = plan.entry_months[0]
-    from abm.timeline import month_label
 
     def when(e: int) -> str:
         return month_label(main.run.start, e)
