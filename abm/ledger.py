@@ -7,6 +7,10 @@ with a payer and a payee, so the sum over all accounts stays at zero and conserv
 :class:`ContractBook` is the contract ledger as a struct of arrays: one row per contract with the fields
 of a compute deal and a lifecycle (active, completed, defaulted, cancelled). Monthly volumes and payments are
 computed over all contracts at once.
+
+:class:`FlowLog`, when a ledger records one (:meth:`Ledger.record_flows`), keeps every transfer month by month
+and sums them per month, payer, payee and kind: the rows of a run's ``flows.csv``, from which an audit can
+rebuild every account's cash without the model.
 """
 
 from __future__ import annotations
@@ -21,8 +25,85 @@ SOURCES = ("endowment", "end_users", "investors", "lenders", "parent_companies",
 SINKS = ("chip_production", "facility_construction", "energy", "opex", "interest", "rd_staff", "chip_design")
 
 
+class FlowLog:
+    """Every transfer, marked by month, and summed per month, payer, payee and kind when read.
+
+    Transfers are kept as they come: scalars as tuples in one list, a :meth:`Ledger.transfer_many` call as
+    copies of its arrays. :meth:`close` only marks where a month ends, so recording costs an append per
+    transfer or call and nothing per month; :meth:`month` and :meth:`summed` do the arithmetic when the log is
+    read (for ``flows.csv``), and leave out transfers of zero. ``kinds`` names the kind codes the transfers are
+    stored with.
+    """
+
+    def __init__(self):
+        self.kinds: list[str] = []
+        self._code: dict[str, int] = {}
+        self._many: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self._one: list[tuple[int, int, float, int]] = []
+        self.months: list[tuple[int, int, int]] = []  # (step, end of its calls in _many, end of its _one)
+
+    def code(self, kind: str) -> int:
+        """The code of a kind of flow (new kinds get the next code)."""
+        c = self._code.get(kind)
+        if c is None:
+            c = self._code[kind] = len(self.kinds)
+            self.kinds.append(kind)
+        return c
+
+    def add(self, payer: int, payee: int, amount: float, kind: str) -> None:
+        """Record one transfer."""
+        c = self._code.get(kind)
+        self._one.append((payer, payee, float(amount), self.code(kind) if c is None else c))
+
+    def add_many(self, payers: np.ndarray, payees: np.ndarray, amounts: np.ndarray, kind: str) -> None:
+        """Record the transfers of one vectorised call (copies of its arrays; account indices as int32)."""
+        self._many.append((np.array(payers, dtype=np.int32).ravel(), np.array(payees, dtype=np.int32).ravel(),
+                           np.array(amounts, dtype=float).ravel(), self.code(kind)))
+
+    def close(self, step: int) -> None:
+        """The transfers recorded since the last close make month ``step``."""
+        self.months.append((int(step), len(self._many), len(self._one)))
+
+    def month(self, i: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Closed month ``i`` as ``(step, payer, payee, kind, amount)`` arrays, one entry per non-zero
+        transfer: account indices, kind codes and amounts."""
+        step, m1, o1 = self.months[i]
+        m0, o0 = (self.months[i - 1][1], self.months[i - 1][2]) if i else (0, 0)
+        many = self._many[m0:m1]
+        one = np.array(self._one[o0:o1], dtype=float).reshape(-1, 4)  # (indices are exact as floats)
+        payer = np.concatenate([m[0] for m in many] + [one[:, 0]]).astype(np.int64)
+        payee = np.concatenate([m[1] for m in many] + [one[:, 1]]).astype(np.int64)
+        amount = np.concatenate([m[2] for m in many] + [one[:, 2]])
+        kind = np.concatenate([np.repeat(np.array([m[3] for m in many], dtype=np.int64), [m[0].size for m in many]),
+                               one[:, 3].astype(np.int64)])
+        keep = amount != 0
+        if not keep.all():
+            payer, payee, kind, amount = payer[keep], payee[keep], kind[keep], amount[keep]
+        return step, payer, payee, kind, amount
+
+    def summed(self, n_accounts: int):
+        """Each closed month's transfers summed per (payer, payee, kind): yields ``(step, payer, payee, kind,
+        amount)`` arrays, ordered by payer, payee and kind name (``n_accounts``: more than any account index)."""
+        code = np.array(sorted(range(len(self.kinds)), key=self.kinds.__getitem__), dtype=np.int64)
+        rank = np.empty(code.size, dtype=np.int64)
+        rank[code] = np.arange(code.size)
+        n_kinds = max(code.size, 1)
+        for i in range(len(self.months)):
+            step, payer, payee, kind, amount = self.month(i)
+            key = (payer * n_accounts + payee) * n_kinds + rank[kind]
+            uniq, inv = np.unique(key, return_inverse=True)
+            total = np.bincount(inv.ravel(), weights=amount, minlength=uniq.size)
+            pair, k = np.divmod(uniq, n_kinds)
+            p, q = np.divmod(pair, n_accounts)
+            yield step, p, q, code[k], total
+
+
 class Ledger:
-    """Cash of every account in one array; transfers always have a payer and a payee."""
+    """Cash of every account in one array; transfers always have a payer and a payee.
+
+    With :meth:`record_flows` the ledger also keeps a :class:`FlowLog` of every transfer (``log``), closed
+    month by month with :meth:`close_month`; without it (the default) ``log`` is None and costs nothing.
+    """
 
     def __init__(self):
         self.names: list[str] = []
@@ -30,8 +111,19 @@ class Ledger:
         self.balance = np.zeros(64)
         self.flows: dict[str, float] = defaultdict(float)
         self.gross = 0.0
+        self.log: FlowLog | None = None
         for name in SOURCES + SINKS + ("investor_pool",):
             self.open(name)
+
+    def record_flows(self) -> None:
+        """Keep a log of every transfer from now on (see :class:`FlowLog`)."""
+        if self.log is None:
+            self.log = FlowLog()
+
+    def close_month(self, step: int) -> None:
+        """File the transfers since the last close as month ``step`` of the log (nothing without a log)."""
+        if self.log is not None:
+            self.log.close(step)
 
     def open(self, name: str) -> int:
         """Open an account and return its index."""
@@ -55,10 +147,13 @@ class Ledger:
             return
         if not np.isfinite(amount) or amount < 0:
             raise ValueError(f"transfer of {amount!r} ({kind})")
-        self.balance[self.acct(payer)] -= amount
-        self.balance[self.acct(payee)] += amount
+        i, j = self.acct(payer), self.acct(payee)
+        self.balance[i] -= amount
+        self.balance[j] += amount
         self.flows[kind] += amount
         self.gross += amount
+        if self.log is not None:
+            self.log.add(i, j, amount, kind)
 
     def transfer_many(self, payers, payees, amounts, kind: str) -> None:
         """Vectorised transfers: arrays of payer and payee account indices and amounts."""
@@ -67,11 +162,16 @@ class Ledger:
             return
         if not np.all(np.isfinite(amounts)) or np.any(amounts < 0):
             raise ValueError(f"bad transfer amounts ({kind})")
-        np.subtract.at(self.balance, np.asarray(payers, dtype=int), amounts)
-        np.add.at(self.balance, np.asarray(payees, dtype=int), amounts)
+        payers, payees = np.asarray(payers, dtype=int), np.asarray(payees, dtype=int)
+        np.subtract.at(self.balance, payers, amounts)
+        np.add.at(self.balance, payees, amounts)
         tot = float(amounts.sum())
         self.flows[kind] += tot
         self.gross += tot
+        if self.log is not None:
+            if payers.shape != amounts.shape or payees.shape != amounts.shape:
+                payers, payees = np.broadcast_to(payers, amounts.shape), np.broadcast_to(payees, amounts.shape)
+            self.log.add_many(payers, payees, amounts, kind)
 
     def total(self) -> float:
         """Sum over all accounts: zero up to rounding when money is conserved."""

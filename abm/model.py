@@ -18,7 +18,15 @@ from .agents import ChipVendor, CloudProvider, Lab
 from .events import apply_event
 from .markets import capital, chips, contracting, entry, settlement, spot
 from .metrics import collect_row
-from .records import CONTRACT_FIELDS, contract_network, iter_agent_rows, iter_contract_rows, record_agents
+from .records import (
+    CONTRACT_FIELDS,
+    contract_network,
+    flow_months,
+    iter_agent_rows,
+    iter_contract_rows,
+    iter_flow_rows,
+    record_agents,
+)
 from .scenario import Scenario, ScenarioError, load_scenario
 from .timeline import month_index
 from .world import HEADROOM_MONTHS, World
@@ -30,11 +38,12 @@ class ComputeMarket(World):
     Parameters: ``scenario`` (a name in ``scenarios/``, a path to a TOML file, or a :class:`Scenario`),
     ``overrides`` (``{"capital.kappa": 2.0}``), any scenario key as a keyword with ``__`` for dots
     (``capital__kappa=2.0``, so that ``mesa.batch_run`` can sweep it), and ``rng`` (the seed; defaults
-    to the scenario's ``run.seed``).
+    to the scenario's ``run.seed``). ``record_flows`` (default True) keeps the monthly log of transfers that
+    ``flows.csv`` is written from (:meth:`iter_flow_rows`); False saves its small cost where it is not needed.
     """
 
-    def __init__(self, scenario: str | Scenario = "baseline", overrides: dict | None = None, rng=None,
-                 **params):
+    def __init__(self, scenario: str | Scenario = "baseline", overrides: dict | None = None, rng=None, *,
+                 record_flows: bool = True, **params):
         over = dict(overrides or {})
         over.update({k.replace("__", "."): v for k, v in params.items()})
         cfg = load_scenario(scenario, overrides=over or None) if not isinstance(scenario, Scenario) or over \
@@ -43,7 +52,7 @@ class ComputeMarket(World):
             rng = cfg.run.seed
         elif isinstance(rng, int | np.integer):
             cfg = load_scenario(cfg, overrides={"run.seed": int(rng)})
-        super().__init__(cfg, rng=rng)
+        super().__init__(cfg, rng=rng, record_flows=record_flows)
         self._scheduled = self._parse_events()
         self._build_world()
         self.start_frontier_records()
@@ -135,6 +144,7 @@ class ComputeMarket(World):
         settlement.settle(self)             # 9  production, revenue, settlement (S1-S3, S5, S9)
         entry.exit_and_enter(self)          # 10 exit, entry barrier, entry (S9)
         self.phase_collect()                # 11 observation (ODD 3.5)
+        self.ledger.close_month(self.t)     #    the month's transfers into the flow log (flows.csv)
         self.t += 1
         if self.t >= self.cfg.run.months:
             self.running = False
@@ -199,6 +209,15 @@ class ComputeMarket(World):
     def iter_contract_rows(self):
         """Every contract as a tuple of the CONTRACT_FIELDS (see records.iter_contract_rows)."""
         return iter_contract_rows(self)
+
+    def iter_flow_rows(self):
+        """Rows of flows.csv: every month's transfers summed per payer, payee and kind (see
+        records.flow_months); nothing when the model was built with ``record_flows=False``."""
+        return iter_flow_rows(self)
+
+    def flow_months(self):
+        """The rows of flows.csv month by month, as columns (see records.flow_months)."""
+        return flow_months(self)
 
     def contracts_table(self) -> list[dict]:
         """Every contract with its fields (names instead of ids)."""

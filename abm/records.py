@@ -1,8 +1,10 @@
-"""What a run records besides the timeseries (ODD 3.5): agent rows, contract rows and the contract network.
+"""What a run records besides the timeseries (ODD 3.5): agent rows, contract rows, flow rows and the contract
+network.
 
 The model keeps each month's agent-level values as arrays (:func:`record_agents`, called in phase 11);
 rows of ``agents.csv`` and ``contracts.csv`` are produced from them and from the contract book only when
-asked for, so a run that writes nothing pays nothing for them.
+asked for, so a run that writes nothing pays nothing for them. The rows of ``flows.csv`` come from the
+ledger's flow log (:class:`abm.ledger.FlowLog`, :func:`iter_flow_rows`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ CONTRACT_FIELDS = (
     "exclusive", "signed", "status", "closed",
 )
 STATUS_NAMES = ("active", "completed", "defaulted", "cancelled")
+# Columns of flows.csv (see iter_flow_rows).
+FLOW_FIELDS = ("month", "step", "payer", "payee", "kind", "amount_usd")
 
 
 def record_agents(m, month: np.ndarray) -> None:
@@ -80,6 +84,36 @@ def iter_contract_rows(m):
                "usd_per_h100e" if k == "chip_order" else "usd_per_h100e_month",
                top if k in ("reserved", "equity_for_compute") else 0.0, pre, eq, inv, eff, ramp, excl, signed,
                STATUS_NAMES[status], closed if closed >= 0 else "")
+
+
+def flow_months(m):
+    """Each month's transfers summed per (payer, payee, kind), as columns: ``(month, step, payers, payees,
+    kinds, amounts)`` with the month's label and index, arrays of account and kind names, and the amounts.
+
+    An agent's account is named by the agent's ``name`` (as in agents.csv), an outside account by its ledger
+    name (``investors``, ``end_users``, ``lenders``, ...). Months in order; within a month, rows are ordered by
+    payer and payee account (outside accounts first, then agents in the order they were created) and kind
+    name. Transfers made before the first month (endowments, initial debt) count in month 0; a month's
+    transfers are those of its phases 1-10 (phase 11, where the cash in agents.csv is read, moves no money).
+    Nothing when the ledger kept no log."""
+    log = m.ledger.log
+    if log is None:
+        return
+    names = list(m.ledger.names)
+    for a in (*m.labs, *m.clouds, *m.vendors):
+        names[a.account] = a.name
+    names = np.array(names, dtype=object)
+    kinds = np.array(log.kinds, dtype=object)
+    start = m.cfg.run.start
+    for step, payer, payee, kind, amount in log.summed(len(names)):
+        yield month_label(start, step), step, names[payer], names[payee], kinds[kind], amount
+
+
+def iter_flow_rows(m):
+    """Rows of flows.csv as tuples of the FLOW_FIELDS (see :func:`flow_months`)."""
+    for month, step, payers, payees, kinds, amounts in flow_months(m):
+        for p, q, k, a in zip(payers.tolist(), payees.tolist(), kinds.tolist(), amounts.tolist(), strict=True):
+            yield (month, step, p, q, k, a)
 
 
 def contract_network(m) -> nx.MultiDiGraph:

@@ -120,15 +120,18 @@ class World(mesa.Model):
     """The shared state of the compute market and the queries and writers every market uses.
 
     ``cfg`` is a validated :class:`Scenario`; ``rng`` seeds Mesa's random streams. The world starts empty
-    (no agents); :class:`abm.model.ComputeMarket` builds the agents into it.
+    (no agents); :class:`abm.model.ComputeMarket` builds the agents into it. With ``record_flows`` the ledger
+    keeps a log of every transfer, summed per month (:class:`abm.ledger.FlowLog`, the rows of ``flows.csv``).
     """
 
-    def __init__(self, cfg: Scenario, rng=None):
+    def __init__(self, cfg: Scenario, rng=None, record_flows: bool = True):
         super().__init__(rng=rng)
         self.cfg = cfg
         self.t = 0
         self.refresh_constants()
         self.ledger = Ledger()
+        if record_flows:
+            self.ledger.record_flows()
         self.book = ContractBook()
         self.lab_table = LabTable()
         self.labs: list[Lab] = []

@@ -10,6 +10,8 @@ before hashing.
 
 A hash file has one line per file, ``<sha256>  <scenario>-seed<N>/<file>``, sorted. ``--workers`` runs the
 runs in parallel (the hashes do not depend on it); ``--only NAME`` restricts to runs whose label contains NAME.
+A check fails when a file of the reference differs or is missing; a file the reference does not have (a new
+output, such as ``flows.csv`` against hashes recorded before it existed) is listed as new but does not fail it.
 """
 
 from __future__ import annotations
@@ -92,13 +94,14 @@ def read_hashes(path: Path) -> dict[str, str]:
     return out
 
 
-def compare(reference: dict[str, str], now: dict[str, str]) -> tuple[int, list[str]]:
-    """(count of files whose hash matches, lines describing every difference)."""
+def compare(reference: dict[str, str], now: dict[str, str]) -> tuple[int, list[str], list[str]]:
+    """(count of files whose hash matches, lines describing every difference, lines naming the files that
+    are new: not in the reference, so nothing to compare them with)."""
     same = sum(1 for k, v in now.items() if reference.get(k) == v)
     diff = [f"differs: {k}" for k in now if k in reference and reference[k] != now[k]]
     diff += [f"missing now: {k}" for k in reference if k not in now]
-    diff += [f"new: {k}" for k in now if k not in reference]
-    return same, diff
+    new = [f"new: {k}" for k in now if k not in reference]
+    return same, diff, new
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     ref = read_hashes(a.file)
     if a.only:
         ref = {k: v for k, v in ref.items() if a.only in k.split("/")[0]}
-    same, diff = compare(ref, now)
-    for line in diff:
+    same, diff, new = compare(ref, now)
+    for line in diff + new:
         print(line)
-    print(f"{same} of {len(ref)} files identical" + ("" if not diff else f"; {len(diff)} differences"))
+    print(f"{same} of {len(ref)} files identical" + ("" if not diff else f"; {len(diff)} differences")
+          + ("" if not new else f"; {len(new)} new files, not in the reference"))
     return 0 if not diff else 1
 
 
