@@ -465,6 +465,10 @@ class CloudProvider(MarketAgent):
         if repay > 0:
             m.ledger.transfer(self, "lenders", repay, "debt_repayment")
             self.debt -= repay
+        if self.cash < 0:  # rounding in a bill paid with borrowed cash can leave a fraction of a cent below zero
+            short = -self.cash
+            m.ledger.transfer("lenders", self, short, "borrowing")
+            self.debt += short
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,41 +8,90 @@ or a path, applies ``extends`` and ``--set`` overrides, and returns a validated 
 from __future__ import annotations
 
 import difflib
-import json
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+from .timeline import month_index, month_label
+
+# scenarios/ of the repository, or abm/scenarios/ inside an installed wheel (see pyproject.toml).
+SCENARIO_DIR = next((d for d in (Path(__file__).resolve().parent / "scenarios",
+                                 Path(__file__).resolve().parent.parent / "scenarios") if d.is_dir()),
+                    Path(__file__).resolve().parent.parent / "scenarios")
 
 
 class ScenarioError(ValueError):
     """A user mistake in a scenario or override: the message is one line naming the field and the rule."""
 
 
+class _Rule(ValueError):
+    """A rule of a validator broken by one field: ``path`` is the field's dotted path from the model the
+    validator belongs to, so that the error names the field in full (``chips.markup_min``, ``events.2.lab``)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path, self.message = path, message
+
+
+# The largest value of a field that has a lower bound and no upper bound of its own, by unit: far beyond any
+# plausible world (a quadrillion dollars a month, a trillion H100e), and small enough that the model's sums
+# and products of such values stay finite.
+CEILING = {"$": 1e16, "$/month": 1e16, "$/MW": 1e12, "$/H100e": 1e6, "$/H100e-month": 1e6, "$/H100e-hour": 1e4,
+           "$/kWh": 100.0, "H100e": 1e12, "H100e/month": 1e12, "MW": 1e8, "FLOP": 1e40, "x/yr": 1000.0,
+           "years": 1000.0, "months": 1200, "1/month": 1e6, "1/yr": 100.0, "x": 1e6, "-": 1e6,
+           "nats/token": 100.0, "1/capability": 1000.0, "kW": 1000.0, "capability": 100.0}
+
+
 def _f(default, unit: str, source: str, **bounds):
+    if ("ge" in bounds or "gt" in bounds) and not ("le" in bounds or "lt" in bounds):
+        bounds["le"] = CEILING[unit]
     return Field(default, description=f"[{unit}] {source}", **bounds)
+
+
+def _scalar_types(ann) -> set:
+    """The scalar types a field's annotation admits (``float | None`` -> {float})."""
+    args = getattr(ann, "__args__", None)
+    if args and getattr(ann, "__origin__", None) is not list:
+        return set().union(*(_scalar_types(a) for a in args))
+    return {ann} & {bool, int, float, str}
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bool_is_not_a_number(cls, value, info):
+        """A boolean is not a number and a number is not a boolean (pydantic would read true as 1.0 and 1 as
+        true)."""
+        kinds = _scalar_types(cls.model_fields[info.field_name].annotation)
+        numeric = bool(kinds & {int, float})
+        if isinstance(value, bool) and numeric and bool not in kinds:
+            raise ValueError("expected a number, not true or false")
+        if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {bool}:
+            raise ValueError("expected true or false")
+        return value
+
 
 def _ordered(section, lo: str, hi: str) -> None:
     """Raise if the lower bound of a range exceeds its upper bound."""
     if getattr(section, lo) > getattr(section, hi):
-        raise ValueError(f"{lo} ({getattr(section, lo)}) must not exceed {hi} ({getattr(section, hi)})")
+        raise _Rule(lo, f"must not exceed {hi} ({getattr(section, hi)}); given {getattr(section, lo)}")
 
 
-Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+MAX_MONTHS = 600  # the longest run
+Month = Annotated[str, Field(pattern=MONTH_PATTERN)]
 
 
 class RunCfg(_Section):
     start: Month = _f("2024-01", "YYYY-MM", "start of the default world")
-    months: int = _f(120, "months", "ten years of monthly steps", ge=1, le=600)
-    seed: int = _f(1, "-", "master seed of the run", ge=0)
+    months: int = _f(120, "months", "ten years of monthly steps", ge=1, le=MAX_MONTHS)
+    seed: int = _f(1, "-", "master seed of the run (a 64-bit integer)", ge=0, le=2**63 - 1)
 
 
 class ScalingCfg(_Section):
@@ -158,7 +207,9 @@ class CloudsCfg(_Section):
 
 
 class ContractingCfg(_Section):
-    terms_months: list[int] = _f([12, 36], "months", "1-year and 3-year contracts (Epoch hardware prices)")
+    terms_months: list[Annotated[int, Field(ge=1, le=240)]] = _f(
+        [12, 36], "months", "1-year and 3-year contracts (Epoch hardware prices); at least one, each 1-240 months",
+        min_length=1)
     lgd: float = _f(0.6, "-", "cloud's loss given a lab default", ge=0, le=1)
     risk_k: float = _f(2.0, "-", "curvature of default probability in coverage", gt=0)
     lab_base_rate_annual: float = _f(0.12, "1/yr", "a lab's base discount rate", ge=0)
@@ -186,7 +237,7 @@ class CapitalCfg(_Section):
     inflow_usd_month: float = _f(2.5e9, "$/month", "venture and strategic inflow to AI labs 2024", ge=0)
     inflow_growth_annual: float = _f(1.6, "x/yr", "initial growth of investor inflow", gt=0)
     inflow_growth_halflife_years: float = _f(3.0, "years", "half-life of the inflow's log growth", gt=0)
-    sentiment_elasticity: float = _f(0.5, "-", "inflow response to sector revenue growth vs plan", ge=0)
+    sentiment_elasticity: float = _f(0.5, "-", "inflow response to sector revenue growth vs plan", ge=0, le=10)
     kappa: float = _f(1.5, "-", "preferential attachment: investors split the pool in proportion to expected "
                       "return^kappa (calibration flag)", ge=0, le=10)
     hurdle_multiple: float = _f(1.0, "x", "least expected value per dollar at which investors fund a round "
@@ -199,6 +250,11 @@ class CapitalCfg(_Section):
                                     "ambition for its spend", gt=0)
     dry_powder_outflow: float = _f(0.1, "1/month", "share of undeployed investor funds that leave", ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _ranges(self):
+        _ordered(self, "raise_trigger_months", "target_runway_months")  # else a lab that raised still seeks
+        return self
+
 
 class EntryCfg(_Section):
     rate_per_month: float = _f(0.5, "1/month", "Poisson rate of potential entrants at base sentiment", ge=0)
@@ -206,7 +262,7 @@ class EntryCfg(_Section):
                                         "investor inflow; it scales with the inflow (and so with sentiment). "
                                         "Safe Superintelligence $1B (2024-09), Thinking Machines Lab $2B "
                                         "(2025-07), Mistral EUR 385M (2023-12)", gt=0)
-    seed_capital_sigma: float = _f(1.0, "-", "lognormal sigma of seed capital", ge=0)
+    seed_capital_sigma: float = _f(1.0, "-", "lognormal sigma of seed capital", ge=0, le=5)
     efficiency_fraction_lo: float = _f(0.3, "-", "starting efficiency as a fraction of the frontier's", gt=0,
                                        le=1)
     efficiency_fraction_hi: float = _f(0.9, "-", "", gt=0, le=1)
@@ -295,8 +351,8 @@ class CloudSpec(_Section):
 
 class ContractSpec(_Section):
     cloud: str
-    h100e: float = Field(..., gt=0)
-    price_usd_hour: float = Field(..., gt=0)
+    h100e: float = Field(..., gt=0, le=CEILING["H100e"])
+    price_usd_hour: float = Field(..., gt=0, le=CEILING["$/H100e-hour"])
     months_left: int = Field(..., ge=1, le=240)
 
 
@@ -317,7 +373,7 @@ class LabSpec(_Section):
 class GeneratedLabs(_Section):
     n: int = _f(20, "labs", "small and mid labs drawn at start", ge=0, le=100_000)
     cash_median_usd: float = _f(2.0e8, "$", "", gt=0)
-    cash_sigma: float = _f(1.0, "-", "", ge=0)
+    cash_sigma: float = _f(1.0, "-", "lognormal sigma of the drawn labs' cash", ge=0, le=5)
     mid_threshold_usd: float = _f(1.0e9, "$", "labs born with more cash are 'mid', else 'small'", gt=0)
     efficiency_lo: float = _f(0.3, "x", "", gt=0)
     efficiency_hi: float = _f(0.9, "x", "", gt=0)
@@ -336,6 +392,20 @@ _INITIAL_KEYS = {"demand.initial_usd_month", "capital.inflow_usd_month", "chips.
                  "background.volume_h100e", "background.reference_price_usd_hour", "efficiency.rd_half_usd",
                  "chips.ecosystem_factor", "chips.captive_markup", "chips.initial_backlog_months",
                  "cloud_params.initial_pipeline_share"}
+
+# A scenario's name names output folders.
+_PLAIN_NAME = re.compile(r"[^\W_][^/\\\x00-\x1f\x7f]*")
+# Names the model gives the labs it draws at the start and the entrants.
+_DRAWN_NAME = re.compile(r"Lab-0*([1-9][0-9]*)")
+
+
+def _lab_name(name: str, path: str, n_drawn: int) -> None:
+    """A named lab's name must differ from those the model gives drawn labs and entrants."""
+    drawn = _DRAWN_NAME.fullmatch(name)
+    if drawn and int(drawn.group(1)) <= n_drawn or name.startswith("Entrant-"):
+        raise _Rule(path, f"{name!r} is the name of a lab the model draws (Lab-001 to Lab-{n_drawn:03d}) or "
+                          "of an entrant (Entrant-...); give another name")
+
 
 EVENT_TYPES = ("mega_deal", "set", "export_controls", "foundry_shock", "demand_shock", "capital_shock",
                "algorithmic_breakthrough", "open_weights", "ecosystem_shift", "public_compute", "antitrust",
@@ -367,9 +437,9 @@ class Event(_Section):
     # mega_deal
     lab: str | None = None
     cloud: str | None = None
-    value_usd: float | None = Field(None, gt=0)
+    value_usd: float | None = Field(None, gt=0, le=CEILING["$"])
     term_months: int | None = Field(None, ge=1, le=360)
-    gw: float | None = Field(None, gt=0)
+    gw: float | None = Field(None, gt=0, le=1e4)
     chip_kind: Literal["merchant", "captive"] | None = None
     exclusive: bool = False
     ramp_months: int = Field(36, ge=0, le=240)
@@ -386,12 +456,12 @@ class Event(_Section):
     growth_annual: float | None = Field(None, gt=0, le=100)
     # open_weights: new diffusion rate; ecosystem_shift: captive catch-up
     diffusion: float | None = Field(None, ge=0, le=1)
-    maturity_months: float | None = Field(None, gt=0)
+    maturity_months: float | None = Field(None, gt=0, le=CEILING["months"])
     capacity_multiplier: float = Field(1.0, gt=0, le=100)
     gen_lag_months: int | None = Field(None, ge=0, le=60)
     # public_compute
-    budget_usd_year: float | None = Field(None, ge=0)
-    max_capital_usd: float | None = Field(None, ge=0)
+    budget_usd_year: float | None = Field(None, ge=0, le=CEILING["$"])
+    max_capital_usd: float | None = Field(None, ge=0, le=CEILING["$"])
     name: str = "Public Compute"
     # antitrust
     ban_exclusivity: bool = False
@@ -404,7 +474,7 @@ class Event(_Section):
     def _check(self):
         missing = [k for k in _REQUIRED[self.type] if getattr(self, k) is None]
         if missing:
-            raise ValueError(f"{self.type} event needs {', '.join(missing)}")
+            raise _Rule(missing[0], f"{self.type} event needs {', '.join(missing)}")
         return self
 
 
@@ -435,58 +505,117 @@ class Scenario(_Section):
 
     @model_validator(mode="after")
     def _cross_check(self):
-        clouds = {c.name for c in self.clouds}
-        if len(clouds) != len(self.clouds):
-            raise ValueError("cloud names must be unique")
-        labs = {lab.name for lab in self.labs}
-        for v in self.vendors:
-            if v.kind == "captive" and v.owner not in clouds:
-                raise ValueError(f"captive vendor {v.name!r} needs an owner among clouds {sorted(clouds)}")
-        for lab in self.labs:
-            for c in lab.contracts:
-                if c.cloud not in clouds:
-                    raise ValueError(f"lab {lab.name!r} has a contract with unknown cloud {c.cloud!r}")
-        valid = set(_valid_keys(Scenario))
-        for e in sorted(self.events, key=lambda x: x.month):  # stable: same-month events in file order
-            if e.type == "lab_entry":
-                if e.new_lab.name in labs:
-                    raise ValueError(f"lab_entry ({e.month}) lab {e.new_lab.name!r} already exists")
-                bad = [c.cloud for c in e.new_lab.contracts if c.cloud not in clouds]
-                if bad:
-                    raise ValueError(f"lab_entry ({e.month}) lab {e.new_lab.name!r} has a contract with unknown "
-                                     f"cloud {bad[0]!r}")
-                labs.add(e.new_lab.name)
-            if e.type == "funding":
-                if e.lab not in labs:
-                    raise ValueError(f"funding ({e.month}) lab {e.lab!r} is not a named lab (or one that entered "
-                                     "earlier)")
-                if e.cloud is not None and e.cloud not in clouds:
-                    raise ValueError(f"funding ({e.month}) cloud {e.cloud!r} is not one of {sorted(clouds)}")
-            if e.type == "set" and (e.key in valid and e.key.split(".")[0] in _INITIAL_SECTIONS
-                                    or e.key in _INITIAL_KEYS):
-                raise ValueError(f"set event ({e.month}): {e.key} only takes effect at the start of a run; "
-                                 "use a shock event (demand_shock, capital_shock, foundry_shock) or set a growth "
-                                 "rate instead")
-            if e.type == "set" and e.key not in valid:
-                near = difflib.get_close_matches(str(e.key), sorted(valid), n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
-                raise ValueError(f"set event ({e.month}) has unknown key {e.key!r}{hint}")
-            if e.type == "export_controls":
-                bad = [x for x in e.clouds if x not in clouds] + [x for x in e.labs if x not in labs]
-                if bad:
-                    raise ValueError(f"export_controls ({e.month}) names unknown labs or clouds: {', '.join(bad)}")
-            if e.type == "algorithmic_breakthrough" and e.lab is not None and e.lab not in labs:
-                raise ValueError(f"algorithmic_breakthrough ({e.month}) lab {e.lab!r} is not one of the named labs")
-            if e.type == "mega_deal":
-                if e.cloud not in clouds:
-                    raise ValueError(f"mega_deal cloud {e.cloud!r} is not one of {sorted(clouds)}")
-                if e.lab not in labs:
-                    raise ValueError(f"mega_deal lab {e.lab!r} is not one of the named labs")
+        """The rules between fields: populations, names, owners, foundry shares, and every event against the
+        run, the agents and the keys it names (each error names the field that breaks the rule)."""
         if not self.clouds:
-            raise ValueError("a scenario needs at least one cloud")
+            raise _Rule("clouds", "a scenario needs at least one cloud")
         if not any(v.kind == "merchant" for v in self.vendors):
-            raise ValueError("a scenario needs at least one merchant vendor")
+            raise _Rule("vendors", 'a scenario needs at least one merchant vendor (kind = "merchant")')
+        if not _PLAIN_NAME.fullmatch(self.name):
+            raise _Rule("name", f"{self.name!r} is not a plain name: it names output folders, so it needs a "
+                                "letter or digit first and no '/', '\\' or control characters")
+        for group in ("clouds", "vendors", "labs"):
+            seen: set[str] = set()
+            for i, x in enumerate(getattr(self, group)):
+                if x.name in seen:
+                    raise _Rule(f"{group}.{i}.name", f"{x.name!r} comes twice; names in {group} must be unique")
+                seen.add(x.name)
+        clouds = {c.name for c in self.clouds}
+        owned: dict[str, str] = {}
+        for i, v in enumerate(self.vendors):
+            if v.kind == "merchant" and v.owner is not None:
+                raise _Rule(f"vendors.{i}.owner", f"merchant vendor {v.name!r} sells to every cloud and has no "
+                                                  f'owner (given {v.owner!r}); a cloud\'s own line is kind = "captive"')
+            if v.kind == "captive" and v.owner not in clouds:
+                raise _Rule(f"vendors.{i}.owner", f"captive vendor {v.name!r} needs an owner among the clouds "
+                                                  f"({', '.join(sorted(clouds))}); given {v.owner!r}")
+            if v.kind == "captive" and v.owner in owned:
+                raise _Rule(f"vendors.{i}.owner", f"cloud {v.owner!r} already owns captive vendor "
+                                                  f"{owned[v.owner]!r}; a cloud has at most one captive line")
+            if v.kind == "captive":
+                owned[v.owner] = v.name
+        total = sum(v.foundry_share for v in self.vendors)
+        if abs(total - 1.0) > 1e-6:
+            raise _Rule("vendors", f"the vendors' foundry_share values must sum to 1 (they are shares of the "
+                                   f"foundry's capacity); they sum to {total:.6g}")
+        labs = set()
+        for i, lab in enumerate(self.labs):
+            _lab_name(lab.name, f"labs.{i}.name", self.generated_labs.n)
+            for j, c in enumerate(lab.contracts):
+                if c.cloud not in clouds:
+                    raise _Rule(f"labs.{i}.contracts.{j}.cloud", f"lab {lab.name!r} has a contract with unknown "
+                                                                 f"cloud {c.cloud!r}; clouds: {', '.join(sorted(clouds))}")
+            labs.add(lab.name)
+        self._check_events(clouds, owned, labs)
         return self
+
+    def _check_events(self, clouds: set[str], owned: dict[str, str], labs: set[str]) -> None:
+        """Each event not before the run's start, naming agents that exist at its date and keys and values
+        that are valid."""
+        for i, e in enumerate(self.events):  # events after the run's end: see load_scenario
+            if month_index(self.run.start, e.month) < 0:
+                raise _Rule(f"events.{i}.month", f"{e.month} is before run.start ({self.run.start})")
+        valid = set(_valid_keys(Scenario))
+        sections = {k.rsplit(".", 1)[0] for k in valid if "." in k}
+        public = set()
+        config = None  # the parameters as the set events so far leave them
+        names = sorted(clouds)
+        for i in sorted(range(len(self.events)), key=lambda j: self.events[j].month):  # stable: file order
+            e, at = self.events[i], f"events.{i}"
+            if e.type == "lab_entry":
+                _lab_name(e.new_lab.name, f"{at}.new_lab.name", self.generated_labs.n)
+                if e.new_lab.name in labs:
+                    raise _Rule(f"{at}.new_lab.name", f"lab {e.new_lab.name!r} already exists")
+                bad = [j for j, c in enumerate(e.new_lab.contracts) if c.cloud not in clouds]
+                if bad:
+                    raise _Rule(f"{at}.new_lab.contracts.{bad[0]}.cloud",
+                                f"unknown cloud {e.new_lab.contracts[bad[0]].cloud!r}; clouds: {', '.join(names)}")
+                labs.add(e.new_lab.name)
+            if e.type in ("funding", "mega_deal") and e.lab not in labs:
+                raise _Rule(f"{at}.lab", f"{e.lab!r} is not a named lab (or one founded by an earlier lab_entry)")
+            if e.type in ("funding", "mega_deal") and e.cloud is not None and e.cloud not in clouds:
+                raise _Rule(f"{at}.cloud", f"{e.cloud!r} is not one of the clouds ({', '.join(names)})")
+            if e.type == "mega_deal" and e.chip_kind == "captive" and e.cloud not in owned:
+                raise _Rule(f"{at}.chip_kind", f"captive chips need a cloud with a captive vendor, and {e.cloud!r} "
+                                               f"has none (clouds with one: {', '.join(sorted(owned))})")
+            if e.type == "set":
+                config = self._check_set(e, at, valid, sections, config)
+            if e.type == "export_controls":
+                for key, known in (("clouds", clouds), ("labs", labs)):
+                    bad = [x for x in getattr(e, key) if x not in known]
+                    if bad:
+                        raise _Rule(f"{at}.{key}", f"{bad[0]!r} is not one of the {key} (at {e.month})")
+            if e.type == "algorithmic_breakthrough" and e.lab is not None and e.lab not in labs:
+                raise _Rule(f"{at}.lab", f"{e.lab!r} is not a named lab (or one founded by an earlier lab_entry)")
+            if e.type == "public_compute":
+                if e.name in clouds or e.name in public:
+                    raise _Rule(f"{at}.name", f"a cloud named {e.name!r} exists already; give the public provider "
+                                              "another name")
+                public.add(e.name)
+
+    def _check_set(self, e, at: str, valid: set[str], sections: set[str], config: dict | None) -> dict:
+        """A ``set`` event's key is a parameter that may change during a run, and its value is valid there
+        (given the set events before it); returns the parameters with the value applied."""
+        if e.key not in valid:
+            near = difflib.get_close_matches(str(e.key), sorted(valid), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise _Rule(f"{at}.key", f"unknown key {e.key!r}{hint}")
+        if e.key in sections:
+            raise _Rule(f"{at}.key", f"{e.key!r} is a section; a set event changes one parameter, such as "
+                                     f"{sorted(k for k in valid if k.startswith(e.key + '.'))[0]!r}")
+        if e.key.split(".")[0] in _INITIAL_SECTIONS or e.key in _INITIAL_KEYS:
+            raise _Rule(f"{at}.key", f"{e.key} only takes effect at the start of a run; use a shock event "
+                                     "(demand_shock, capital_shock, foundry_shock) or set a growth rate instead")
+        if config is None:
+            config = self.model_dump(by_alias=True, exclude={"events"})
+        config = apply_overrides(config, {e.key: e.value})
+        try:
+            Scenario.model_validate(config)
+        except ValidationError as err:
+            first = err.errors()[0]
+            msg = first["msg"].replace("Value error, ", "")
+            raise _Rule(f"{at}.value", f"{e.key} = {e.value!r}: {msg}") from None
+        return config
 
     @property
     def gamma(self) -> float:
@@ -540,6 +669,9 @@ def _format_error(err: ValidationError, source: str) -> str:
         near = difflib.get_close_matches(bad, candidates, n=1)
         hint = f"; did you mean {near[0]!r}?" if near else f"; allowed: {', '.join(candidates)}"
         return f"{source}: unknown key {loc!r}{hint}"
+    rule = (e.get("ctx") or {}).get("error")
+    if isinstance(rule, _Rule):  # a validator's rule: the field is the validator's place plus the rule's path
+        return f"{source}: {'.'.join(p for p in (loc, rule.path) if p)}: {rule.message}"
     given = e.get("input")
     given_s = repr(given) if not isinstance(given, dict | list) else type(given).__name__
     msg = e["msg"].replace("Value error, ", "")
@@ -558,8 +690,10 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def _merge_named(base: list, over: list) -> list:
     """Merge lists of named tables: an item with an existing name updates it, a new name is appended."""
-    out = [dict(x) for x in base]
-    index = {x.get("name"): i for i, x in enumerate(out)}
+    if not isinstance(base, list):
+        return over  # the parent's list is invalid: validation reports the child's (or the parent's) own
+    out = [dict(x) if isinstance(x, dict) else x for x in base]
+    index = {x.get("name"): i for i, x in enumerate(out) if isinstance(x, dict)}
     for item in over:
         name = item.get("name") if isinstance(item, dict) else None
         if name in index:
@@ -609,11 +743,20 @@ def _raw(name_or_path, seen=()) -> tuple[dict, Path]:
             raise ScenarioError(f"{path}: extends must be a scenario name (given {parent!r})")
         if parent in seen:
             raise ScenarioError(f"{path}: extends cycle through {parent!r}")
+        try:
+            resolve_path(parent)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{path}: extends: {exc}") from None
+        for k in ("clouds", "vendors", "labs", "events"):
+            if k in data and not isinstance(data[k], list):
+                raise ScenarioError(f"{path}: {k}: expected a list of tables ([[{k}]]), given "
+                                    f"{type(data[k]).__name__} {data[k]!r}")
         base, _ = _raw(parent, (*seen, parent))
         base.pop("description", None)
         base.pop("name", None)
         merged = {k: _merge_named(base.get(k, []), data[k]) for k in ("clouds", "vendors", "labs") if k in data}
-        events = base.get("events", []) + data.get("events", [])
+        inherited = base.get("events", [])
+        events = (inherited if isinstance(inherited, list) else []) + data.get("events", [])
         data = _deep_merge(base, {k: v for k, v in data.items() if k not in ("events", *merged)})
         data.update(merged)
         if events:
@@ -660,7 +803,10 @@ def apply_overrides(data: dict, overrides: list[str] | dict[str, Any] | None, so
 
 def load_scenario(name_or_path: str | Path = "baseline", overrides=None, seed: int | None = None,
                   months: int | None = None) -> Scenario:
-    """Load, extend, override and validate a scenario; raises ScenarioError with a one-line message."""
+    """Load, extend, override and validate a scenario; raises ScenarioError with a one-line message.
+
+    An event after the end of a scenario file's own run is an error; the events a shorter run (``months``
+    or a ``run.months`` override) no longer reaches are left out (see :func:`_within_run`)."""
     if isinstance(name_or_path, Scenario):
         data, source = name_or_path.model_dump(by_alias=True), "scenario"
     else:
@@ -668,12 +814,40 @@ def load_scenario(name_or_path: str | Path = "baseline", overrides=None, seed: i
         source = str(path)
         data.setdefault("name", path.stem)
     data.pop("extends", None)  # resolved: the merged data stands alone
+    own_months = None if isinstance(name_or_path, Scenario) else _months(data)
     data = apply_overrides(data, overrides)
     if seed is not None:
         data = apply_overrides(data, {"run.seed": seed}, "--seed")
     if months is not None:
         data = apply_overrides(data, {"run.months": months}, "--months")
-    return validate(data, source)
+    return _within_run(validate(data, source), own_months, source)
+
+
+def _months(data: dict) -> int | None:
+    """run.months of raw scenario data (the default where absent); None if it is not a whole number."""
+    run = data.get("run", {})
+    months = run.get("months", RunCfg.model_fields["months"].default) if isinstance(run, dict) else None
+    return months if isinstance(months, int) and not isinstance(months, bool) else None
+
+
+def _within_run(scn: Scenario, own_months: int | None, source: str) -> Scenario:
+    """Refuse an event after the end of a scenario file's own run (``own_months``, its run.months before
+    overrides, or the run asked for if longer): it would never happen. Leave out the events that only a
+    shortened run does not reach (``--months 12`` on a scenario whose event is in its month 24), so that the
+    resolved scenario holds the events of the run it describes. ``own_months`` None (a Scenario object
+    given, not a file): nothing is refused."""
+    start, months = scn.run.start, scn.run.months
+    limit = max(own_months, months) if own_months is not None else math.inf
+    kept = []
+    for i, e in enumerate(scn.events):
+        k = month_index(start, e.month)
+        if k >= limit:
+            raise ScenarioError(f"{source}: events.{i}.month: {e.month} is after the run's last month "
+                                f"{month_label(start, limit - 1)} (run.start {start}, run.months {limit}), so "
+                                "the event would never happen")
+        if k < months:
+            kept.append(e)
+    return scn if len(kept) == len(scn.events) else scn.model_copy(update={"events": kept})
 
 
 def validate(data: dict, source: str = "scenario") -> Scenario:
@@ -685,43 +859,10 @@ def validate(data: dict, source: str = "scenario") -> Scenario:
 
 
 def to_toml(scn: Scenario) -> str:
-    """Serialise a resolved scenario to TOML that :func:`load_scenario` reads back to the same object."""
+    """Serialise a resolved scenario to TOML (with tomli-w) that :func:`load_scenario` reads back to the same
+    object: every value, floats at full precision."""
+    import tomli_w
+
     data = scn.model_dump(by_alias=True, exclude_none=True)
     data.pop("extends", None)
-    return _dump_toml(data)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
-def _dump_toml(data: dict) -> str:
-    lines = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)
-               and not (isinstance(v, list) and v and isinstance(v[0], dict))}
-    for k, v in scalars.items():
-        lines.append(f"{k} = {_toml_value(v)}")
-    for k, v in data.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{k}]")
-            for kk, vv in v.items():
-                lines.append(f"{kk} = {_toml_value(vv)}")
-    for k, v in data.items():
-        if isinstance(v, list) and v and isinstance(v[0], dict):
-            for item in v:
-                lines.append(f"\n[[{k}]]")
-                for kk, vv in item.items():
-                    lines.append(f"{kk} = {_toml_value(vv)}")
-    return "\n".join(lines) + "\n"
+    return tomli_w.dumps(data)

@@ -217,7 +217,7 @@ def entry_barrier(m, efficiency_fraction=None, cash=None, projected: bool = True
         base = need * p0 / p
         compute = base * compute_share * frs
         return {"total": float(need), "compute": float(compute), "runway": float(base - compute),
-                "terms": float(need - base)}
+                "terms": max(float(need - base), 0.0)}  # p0 <= p: never negative but for rounding
     return float(need) if need.ndim == 0 else need
 
 

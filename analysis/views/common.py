@@ -148,6 +148,31 @@ def read_csv(path: Path, required: Sequence[str] = (), **kw) -> pd.DataFrame:
     return df
 
 
+def timeseries_problem(ts: pd.DataFrame, columns: Sequence[str]) -> str | None:
+    """What makes the rows of a run's ``timeseries.csv`` unreadable, or None: a month that is not YYYY-MM,
+    a step that is not a whole number, a value of ``columns`` that is not a number."""
+    months = ts["month"].astype(str)
+    bad = np.flatnonzero(~months.str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])").to_numpy())
+    if bad.size:
+        return f"column month: {months.iloc[bad[0]]!r} in row {bad[0] + 1} is not a month (YYYY-MM)"
+    steps = pd.to_numeric(ts["step"], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~(np.isfinite(steps) & (steps == np.round(steps))))
+    if bad.size:
+        return f"column step: {ts['step'].iloc[bad[0]]!r} in row {bad[0] + 1} is not a whole number"
+    return not_a_number(ts, columns)
+
+
+def not_a_number(df: pd.DataFrame, columns: Sequence[str]) -> str | None:
+    """Where a column of ``columns`` (those ``df`` has) holds a value that is not a number (empty cells are
+    allowed): "column C: 'x' in row N is not a number", or None."""
+    for c in columns:
+        if c in df.columns and not pd.api.types.is_numeric_dtype(df[c]):
+            bad = np.flatnonzero((pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()).to_numpy())
+            if bad.size:
+                return f"column {c}: {df[c].iloc[bad[0]]!r} in row {bad[0] + 1} is not a number"
+    return None
+
+
 def _read_json(path: Path) -> dict:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))

@@ -7,6 +7,7 @@ Importing this module is cheap (it does not import Solara or Mesa's visualizatio
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -30,14 +31,29 @@ class DashboardError(RuntimeError):
     """The dashboard server could not be started (port taken, solara missing, app crashed)."""
 
 
-def _port_free(host: str, port: int) -> bool:
+def _bind_error(host: str, port: int) -> OSError | None:
+    """Why the server could not listen on ``host:port`` now (None if it can)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
         try:
             s.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc
+    return None
+
+
+def _check_listen(host: str, port: int) -> None:
+    """DashboardError naming the flag at fault if the server could not listen on ``host:port``."""
+    exc = _bind_error(host, port)
+    if exc is None:
+        return
+    if exc.errno == errno.EADDRINUSE:
+        raise DashboardError(f"port {port} on {host} is already in use; choose another with --port")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        raise DashboardError(f"--port {port}: not allowed to listen on it ({exc.strerror}); choose a port above 1023")
+    reason = exc.strerror or str(exc)
+    raise DashboardError(f"--host {host}: cannot listen on this address ({reason}); give a name or address of "
+                         "this machine, such as 127.0.0.1")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,8 +107,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
     not answer within ``timeout`` seconds (it is then stopped). Stop it with ``proc.terminate(); proc.wait()``
     or :func:`stop`.
     """
-    if not _port_free(host, port):
-        raise DashboardError(f"port {port} on {host} is already in use; choose another with --port")
+    _check_listen(host, port)
     log_path = None
     if log is None:
         fd, log_path = tempfile.mkstemp(prefix="abm-dashboard-", suffix=".log")

@@ -18,6 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from abm.metrics import COLUMNS
+
+from .common import timeseries_problem
+
 # Drawn in this order, so that the few frontier runs sit on top of the many small ones.
 TIER_COLORS = {"small": "tab:blue", "mid": "tab:orange", "frontier": "tab:red"}
 TIER_MARKERS = {"small": "o", "mid": "s", "frontier": "D"}
@@ -249,9 +253,12 @@ def _panel_entry_exit(ax, ts, x, months) -> None:
 def overview(run_dir: str | Path) -> Path:
     """Draw the 2x3 overview of a run folder into ``run_dir/overview.png`` and return its path."""
     d = Path(run_dir)
-    ts = _read_csv(d / "timeseries.csv", ["month"], dtype={"month": str})
+    ts = _read_csv(d / "timeseries.csv", ["month", "step"], dtype={"month": str})
     if ts.empty:
         raise FigureInputError(f"{d / 'timeseries.csv'}: no rows")
+    bad = timeseries_problem(ts, [c for c in COLUMNS if c != "month"])
+    if bad:
+        raise FigureInputError(f"{d / 'timeseries.csv'}: {bad}")
     months = ts["month"].astype(str).tolist()
     x = np.arange(len(ts))
 
