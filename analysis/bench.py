@@ -136,7 +136,7 @@ def time_model(months: int, repeats: int, seed: int = SEED) -> dict:
 
     def once() -> float:
         t0 = time.perf_counter()
-        model = ComputeMarket(SCENARIO, overrides=over, rng=seed)
+        model = ComputeMarket(SCENARIO, overrides=over, rng=seed, record_flows=False)
         for _ in range(months):
             model.step()
         return time.perf_counter() - t0
@@ -193,7 +193,7 @@ def scale_once(n_labs: int, months: int, seed: int = SEED, progress: bool = True
 
     t0 = time.perf_counter()
     scn = scale_world(load_scenario(SCENARIO, seed=seed, months=months), n_labs)
-    model = ComputeMarket(scn)
+    model = ComputeMarket(scn, record_flows=False)  # the model alone: flows.csv's log is an output
     t1 = time.perf_counter()
     if progress:
         _say(f"{n_labs} labs: built in {t1 - t0:.1f} s")

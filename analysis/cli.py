@@ -1,6 +1,6 @@
 """The ``abm`` command line: run a scenario, run an ensemble of seeds, compare scenarios, benchmark the
-model, list scenarios, draw a run's overview figure, write an HTML report or an animation, serve the live
-dashboard.
+model, list scenarios, draw a run's overview figure, write an HTML report or an animation, audit a run's
+money, serve the live dashboard.
 
 User mistakes (unknown scenario, broken TOML, bad ``--set``, out-of-range values, an existing output
 folder) end with one line ``abm: error: ...`` on stderr and exit status 2, and leave nothing on disk.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import shutil
 import sys
@@ -19,7 +20,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from .errors import EXIT_USAGE, UserError
+from .errors import EXIT_FAILED, EXIT_USAGE, RunFailure, UserError
 
 
 def _fmt(v) -> str:
@@ -115,7 +116,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     try:
         plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
-                                overrides=args.set, out=args.out, force=args.force)
+                                overrides=args.set, out=args.out, force=args.force,
+                                allow_model_change=args.allow_model_change)
     except ScenarioError as exc:
         raise UserError(_blame_flag(str(exc), args)) from None
     except EnsembleError as exc:
@@ -141,10 +143,12 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _reraise_run_failure(exc: BaseException, args: argparse.Namespace) -> None:
     """After an ensemble or comparison failed and was cleaned up: raise a user error one line long, if it is one."""
-    from .experiments.ensemble import EnsembleError
+    from .experiments.ensemble import EnsembleError, TaskFailure
     from .experiments.executors import ExecutorError
     from .runio import OutputError
 
+    if isinstance(exc, TaskFailure):
+        raise RunFailure(str(exc)) from None
     if isinstance(exc, EnsembleError | ExecutorError | OutputError):
         raise UserError(str(exc)) from None
     _explain_failure(exc, args)
@@ -204,8 +208,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             "choose another --out")
     try:
         plans = [prepare_ensemble(s, args.seeds, master_seed=master, months=months, overrides=args.set,
-                                  out=out / f, force=args.force) for s, f in zip(args.scenarios, folders,
-                                                                                  strict=True)]
+                                  out=out / f, force=args.force, allow_model_change=args.allow_model_change)
+                 for s, f in zip(args.scenarios, folders, strict=True)]
     except ScenarioError as exc:
         raise UserError(_blame_flag(str(exc), args)) from None
     except EnsembleError as exc:
@@ -289,8 +293,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                         "months (targets are dated 2023-2026)")
     master = cfg.run.seed if args.master_seed is None else args.master_seed
     out = Path(args.out) if args.out else Path("runs") / f"validate-{_folder_name(cfg.name)}-{args.seeds}"
-    if (out.exists() and any(out.iterdir())) and not args.force:
-        raise UserError(f"{out} exists; use --force to replace it")
+    _check_validation_out(out, args.force)
     seeds = child_seeds(master, args.seeds)
     outlook = val.outlook_targets(cfg)
     t0 = time.perf_counter()
@@ -321,6 +324,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_validation_out(out: Path, force: bool) -> None:
+    """Before the runs: ``out`` can take validation.md and validation.csv (absent, empty, or an earlier
+    validation folder with ``force``); a file, a folder under a file, or another folder is refused."""
+    anc = Path(os.path.abspath(out)).parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UserError(f"{out}: {anc} is not a directory; choose another --out")
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not out.is_dir():
+            raise UserError(f"{out} exists and is not a directory; choose another --out")
+        if any(out.iterdir()):
+            if not (out / "validation.md").is_file():
+                raise UserError(f"{out} exists and is not a validation folder (no validation.md); choose "
+                                "another --out")
+            if not force:
+                raise UserError(f"{out} exists; use --force to replace it")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .experiments import calibration as cal
 
@@ -329,7 +351,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         result = cal.run_calibration(args.scenario, targets, seeds=args.seeds, master_seed=args.seed,
                                      budget_s=args.budget * 60.0, tiny=args.tiny, executor_kwargs=_executor_kwargs(args),
                                      progress=not args.quiet, write=not args.dry_run, report=args.report,
-                                     apply_to=args.apply_to)
+                                     apply_to=args.apply_to, max_evals=args.max_evals, out=args.out,
+                                     force=args.force, allow_model_change=args.allow_model_change,
+                                     warn=lambda w: print(f"abm: warning: {w}", file=sys.stderr))
     except cal.CalibrationError as exc:
         raise UserError(str(exc)) from None
     except BaseException as exc:
@@ -345,6 +369,10 @@ def _study_failure(exc: BaseException, args: argparse.Namespace, *errors: type[E
     executors and scenarios become one line."""
     from abm.scenario import ScenarioError
 
+    from .experiments.ensemble import TaskFailure
+
+    if isinstance(exc, TaskFailure):
+        raise RunFailure(str(exc)) from None
     if errors and isinstance(exc, errors):
         raise UserError(str(exc)) from None
     if isinstance(exc, ScenarioError):
@@ -360,7 +388,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         plan = prepare_sweep(args.scenario, args.param, args.seeds, master_seed=args.master_seed,
                              months=args.months, overrides=args.set, out=args.out, force=args.force,
-                             metrics=args.metrics, at=args.at)
+                             metrics=args.metrics, at=args.at, allow_model_change=args.allow_model_change)
     except BaseException as exc:
         _study_failure(exc, args, SweepError)
         raise
@@ -389,7 +417,7 @@ def cmd_barriers(args: argparse.Namespace) -> int:
         plan = bar.prepare_barriers(args.scenario, args.seeds, compare=args.compare, master_seed=args.master_seed,
                                     months=args.months, overrides=args.set, entry_months=args.entry_months,
                                     follow=args.follow, gap=args.gap, out=args.out)
-        study = bar.open_barriers(plan, force=args.force)
+        study = bar.open_barriers(plan, force=args.force, allow_model_change=args.allow_model_change)
     except BaseException as exc:
         _study_failure(exc, args, bar.BarriersError)
         raise
@@ -423,7 +451,8 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
                                  master_seed=args.master_seed, months=args.months, horizons=args.horizons,
                                  overrides=args.set, bounds=args.bounds, out=args.out, force=args.force,
                                  executor_kwargs=_executor_kwargs(args), progress=not args.quiet,
-                                 draw=draw_figures)
+                                 draw=draw_figures, allow_model_change=args.allow_model_change,
+                                 warn=lambda w: print(f"abm: warning: {w}", file=sys.stderr))
     except BaseException as exc:
         _study_failure(exc, args, sa.SensitivityError, EnsembleError)
         raise
@@ -519,6 +548,21 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
     return _draw(lambda: list(write_animation(Path(args.dir), every=args.every, fps=args.fps)), ReportError,
                  args.dir)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .experiments.audit import AuditError, audit_run
+
+    try:
+        result = audit_run(Path(args.dir))
+    except AuditError as exc:
+        raise UserError(str(exc)) from None
+    print(result.summary())
+    for d in result.discrepancies[: args.show]:
+        print(f"  {d}")
+    if len(result.discrepancies) > args.show:
+        print(f"  ... and {len(result.discrepancies) - args.show} more")
+    return 0 if result.passed else 1
 
 
 # ------------------------------------------------------------------------------------------------ parser
@@ -636,7 +680,8 @@ def _executor_args(p: argparse.ArgumentParser) -> None:
                    help="start a local Dask cluster of W worker processes for this run")
 
 
-def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: int | None = None) -> None:
+def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: int | None = None,
+                   resumable: bool = True) -> None:
     if seeds_default is None:
         p.add_argument("--seeds", type=_pos_int, required=True, metavar="N", help="number of seeds (>= 1)")
     else:
@@ -651,6 +696,10 @@ def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: 
     _executor_args(p)
     p.add_argument("--force", action="store_true",
                    help="replace an existing folder made with other arguments or another version of the model")
+    if resumable:
+        p.add_argument("--allow-model-change", action="store_true",
+                       help="resume a folder started by another version of the model (abm/), mixing the two; "
+                            "without it such a folder is refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no final line")
 
 
@@ -667,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a scenario and write a run folder",
                        description="Run a scenario and write timeseries.csv, agents.csv, contracts.csv, "
-                                   "events.csv, runs.csv, scenario.toml and run_info.json into a folder.")
+                                   "events.csv, runs.csv, flows.csv, scenario.toml and run_info.json into a "
+                                   "folder.")
     r.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
     r.add_argument("--seed", type=_nonneg_int, metavar="N", help="master seed (default: the scenario's run.seed)")
     r.add_argument("--months", type=_pos_int, metavar="N", help="months to simulate (default: run.months)")
@@ -736,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "is used for fitting (dated 2024 or earlier).")
     v.add_argument("scenario", nargs="?", default="historical_2023", metavar="SCENARIO",
                    help="a name in scenarios/ or a path to a .toml file (default historical_2023)")
-    _ensemble_args(v, "runs/validate-<scenario>-<N>/", seeds_default=30)
+    _ensemble_args(v, "runs/validate-<scenario>-<N>/", seeds_default=30, resumable=False)
     v.add_argument("--targets", metavar="FILE", help="targets file (default abm/data/targets.csv)")
     v.set_defaults(func=cmd_validate)
 
@@ -761,7 +811,16 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--apply-to", action="append", metavar="SCENARIO", default=None,
                     help="scenario files to write the fitted values into (default: SCENARIO and baseline; "
                          "repeatable)")
-    cb.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
+    cb.add_argument("--max-evals", type=_pos_int, metavar="N",
+                    help="stop the search after N evaluations (deterministic, unlike --budget)")
+    cb.add_argument("--out", metavar="DIR",
+                    help="folder keeping every evaluation, so that the same command resumes a killed "
+                         "calibration (default runs/calibrate-<scenario>-<N>x<S>-<scenario hash>/)")
+    cb.add_argument("--force", action="store_true", help="replace that folder if it holds another calibration")
+    cb.add_argument("--allow-model-change", action="store_true",
+                    help="resume a folder started by another version of the model (abm/)")
+    cb.add_argument("--dry-run", action="store_true",
+                    help="fit and print; write no report and no scenario (evaluations are still kept)")
     cb.add_argument("--targets", metavar="FILE", help="targets file (default abm/data/targets.csv)")
     _executor_args(cb)
     cb.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -852,6 +911,19 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--fps", type=_pos_float, default=6.0, metavar="F", help="frames per second (default 6)")
     an.set_defaults(func=cmd_animate)
 
+    au = sub.add_parser(
+        "audit", help="check a run folder's money: every agent's cash rebuilt from its CSV files",
+        description="Rebuild every agent's cash in every month of a run folder from contracts.csv (what each "
+                    "contract should have paid), events.csv (rounds, seeds, investments, exits) and flows.csv "
+                    "(every other transfer), independently of the model's own accounting, and compare it with "
+                    "agents.csv to 1e-9 relative; check that money is conserved. Prints one line (agents, "
+                    "months, checks, largest relative error); exit status 0 if every check passes, 1 with "
+                    "the first discrepancies if not.")
+    au.add_argument("dir", metavar="DIR", help="a folder written by 'abm run'")
+    au.add_argument("--show", type=_nonneg_int, default=10, metavar="N",
+                    help="discrepancies to list when the audit fails (default 10)")
+    au.set_defaults(func=cmd_audit)
+
     d = sub.add_parser("dashboard", help="serve the interactive dashboard in a web browser",
                        description="Serve the interactive dashboard (Mesa SolaraViz: scenario, parameters, "
                                    "Step/Play/Reset, live plots and the contract network) at http://HOST:PORT/ "
@@ -875,12 +947,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.error("a command is required: run, ensemble, compare, sweep, barriers, sensitivity, validate, "
-                     "calibrate, bench, scenarios, overview, report, animate or dashboard")
+                     "calibrate, bench, scenarios, overview, report, animate, audit or dashboard")
     try:
         return args.func(args)
     except UserError as exc:
         print("abm: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return EXIT_USAGE
+    except RunFailure as exc:
+        print("abm: error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("abm: interrupted", file=sys.stderr)
         return 130

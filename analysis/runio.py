@@ -1,14 +1,16 @@
 """Run a scenario and write its outputs to a run folder, atomically.
 
 A run folder holds ``timeseries.csv``, ``agents.csv``, ``contracts.csv``, ``events.csv``, ``runs.csv``,
-``scenario.toml`` (the fully resolved scenario, seed included, so that ``abm run DIR/scenario.toml``
-reproduces the run byte for byte) and ``run_info.json`` (versions, wall time, headline final values).
+``flows.csv`` (every month's transfers of cash, summed per payer, payee and kind), ``scenario.toml`` (the fully
+resolved scenario, seed included, so that ``abm run DIR/scenario.toml`` reproduces the run byte for byte) and ``run_info.json`` (versions, wall time, headline final values).
 Every file except ``run_info.json`` is a deterministic function of the scenario and seed.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
+import io
 import json
 import math
 import numbers
@@ -23,7 +25,7 @@ import numpy as np
 
 from abm.metrics import COLUMNS
 from abm.model import ComputeMarket
-from abm.records import CONTRACT_FIELDS
+from abm.records import CONTRACT_FIELDS, FLOW_FIELDS
 from abm.scenario import Scenario, to_toml
 
 AGENT_COLUMNS = [
@@ -46,15 +48,16 @@ class OutputError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------ running
-def run_scenario(scn: Scenario, progress=None) -> ComputeMarket:
+def run_scenario(scn: Scenario, progress=None, record_flows: bool = True) -> ComputeMarket:
     """Build the model from a validated scenario and step it ``scn.run.months`` times.
 
     The scenario as given (before any ``set`` event replaces ``model.cfg`` mid-run) is kept on the model
     as ``initial_cfg``; :func:`write_run` serialises that one, so that re-running it reproduces the run.
-    ``progress``, if given, is called with (months done, months total) after every step.
+    ``progress``, if given, is called with (months done, months total) after every step. ``record_flows``
+    keeps the log ``flows.csv`` is written from; callers that write no run folder turn it off.
     """
     initial = scn.model_copy(deep=True)
-    model = ComputeMarket(scn)
+    model = ComputeMarket(scn, record_flows=record_flows)
     model.initial_cfg = initial
     total = scn.run.months
     for k in range(total):
@@ -94,6 +97,38 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence]) -> 
         w.writerow(columns)
         for r in rows:
             w.writerow(map(cell, r))
+
+
+def csv_field(text: str) -> str:
+    """A string as one field of a CSV line, quoted as :func:`_write_csv` quotes it (only when it must be)."""
+    if not text:
+        return ""  # (alone on a line the csv module would write "")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([text])
+    return buf.getvalue()[:-1]
+
+
+def _write_flows(path: Path, months) -> None:
+    """flows.csv from the model's flow log, month by month: the same bytes as writing the rows with
+    :func:`_write_csv`, a line at a time without the per-cell dispatch (the file has as many rows as agents.csv
+    or more)."""
+    field: dict[str, str] = {}
+
+    def quoted(names) -> list[str]:
+        out = []
+        for n in names.tolist():
+            f = field.get(n)
+            if f is None:
+                f = field[n] = csv_field(n)
+            out.append(f)
+        return out
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write(",".join(FLOW_FIELDS) + "\n")
+        for month, step, payers, payees, kinds, amounts in months:
+            head = f"{csv_field(month)},{step},"
+            fh.write("".join(f"{head}{p},{q},{k},{a!r}\n" for p, q, k, a in
+                             zip(quoted(payers), quoted(payees), quoted(kinds), amounts.tolist(), strict=True)))
 
 
 def _dict_rows(records: list[dict], fallback: Sequence[str]) -> tuple[list[str], list[list]]:
@@ -143,6 +178,8 @@ def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
     _write_csv(d / "events.csv", EVENT_COLUMNS, ([e.get(c) for c in EVENT_COLUMNS] for e in model.events_log))
     cols, rows = _dict_rows(model.runs_log, RUN_COLUMNS)
     _write_csv(d / "runs.csv", cols, rows)
+    if model.ledger.log is not None:
+        _write_flows(d / "flows.csv", model.flow_months())
     (d / "scenario.toml").write_text(to_toml(cfg), encoding="utf-8")
     last = model.rows[-1] if model.rows else {}
     info = {
@@ -185,6 +222,36 @@ def check_target(out_dir: str | Path, force: bool = False) -> Path:
     return out
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this process counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_siblings(final: Path) -> None:
+    """Remove ``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>`` beside ``final`` left by processes that are
+    gone (killed while writing), so that a killed run leaves nothing behind once the command is rerun."""
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    for tag in (".tmp-", ".old-"):
+        for p in parent.glob(f".{glob.escape(final.name)}{tag}*"):
+            pid = p.name.rsplit(tag, 1)[1]
+            if not pid.isdigit() or pid_alive(int(pid)):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
 def stage_dir(final: Path, populate: Callable[[Path], None], replace: bool = False) -> None:
     """Create folder ``final`` atomically: ``populate`` fills a temporary sibling that is then renamed.
 
@@ -201,6 +268,7 @@ def stage_dir(final: Path, populate: Callable[[Path], None], replace: bool = Fal
         p = p.parent
     tmp = parent / f".{final.name}.tmp-{os.getpid()}"
     old = parent / f".{final.name}.old-{os.getpid()}"
+    remove_dead_siblings(final)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if tmp.exists():

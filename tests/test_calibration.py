@@ -189,7 +189,8 @@ def test_calibrate_tiny_writes_report_and_scenario(tmp_path):
     copy = tmp_path / "hist.toml"
     copy.write_text((ROOT / "scenarios" / "historical_2023.toml").read_text())
     report = tmp_path / "CAL.md"
-    r = run_cli("calibrate", str(copy), "--tiny", "--report", str(report), "--apply-to", str(copy), "--quiet")
+    r = run_cli("calibrate", str(copy), "--tiny", "--report", str(report), "--apply-to", str(copy), "--quiet",
+                "--out", str(tmp_path / "fit"))
     assert r.returncode == 0, r.stderr
     text = report.read_text()
     assert "## Free parameters" in text and "## Targets" in text

@@ -178,11 +178,18 @@ def test_changed_arguments_need_force(tmp_path):
     assert main(["ensemble", "baseline", "--seeds", "3", "--months", "3", "--out", str(out), "--force",
                  "--quiet"]) == 0
     assert len(read_csv(out / "seeds.csv")) == 3 and len(seed_files(out)) == 3
-    # resuming across a change of the model code works but says so
+    # a folder computed by another version of the model is refused: resuming would mix two models ...
     info = json.loads((out / "ensemble.json").read_text())
     info["model_sha256"] = "0" * 64
     (out / "ensemble.json").write_text(json.dumps(info))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     res = run_cli("ensemble", "baseline", "--seeds", "3", "--months", "3", "--out", str(out), "--quiet")
+    assert res.returncode == 2 and "another version of the model" in res.stderr, res.stderr
+    assert "--allow-model-change" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # ... unless explicitly allowed: then it resumes and says so
+    res = run_cli("ensemble", "baseline", "--seeds", "3", "--months", "3", "--out", str(out), "--quiet",
+                  "--allow-model-change")
     assert res.returncode == 0 and res.stderr.startswith("abm: warning: the model code"), res.stderr
     # ... and --force starts over, as the warning says: every seed is computed again with this model
     info = json.loads((out / "ensemble.json").read_text())

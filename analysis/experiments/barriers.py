@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from abm.scenario import Scenario, load_scenario, to_toml, validate
+from abm.scenario import MAX_MONTHS, Scenario, load_scenario, to_toml, validate
 from abm.timeline import month_label
 
 from .compare import paired_stats
@@ -89,7 +89,7 @@ def probe_task(scenario_toml: str, seed: int, entry_month: int, follow: int, pro
 
     data = tomllib.loads(scenario_toml)
     data["run"] = {**data.get("run", {}), "seed": int(seed), "months": int(entry_month + follow)}
-    world = ComputeMarket(validate(data, "barriers scenario"))
+    world = ComputeMarket(validate(data, "barriers scenario"), record_flows=False)
     for _ in range(entry_month):
         world.step()
 
@@ -134,6 +134,7 @@ class BarriersPlan:
     seeds: list[int] = field(default_factory=list)
     study: Study | None = None
     ensembles: list[EnsemblePlan] = field(default_factory=list)
+    allow_model_change: bool = False
 
     @property
     def name(self) -> str:
@@ -201,6 +202,12 @@ def prepare_barriers(scenario: str | Path, n: int = 20, compare: Sequence[str] |
         raise BarriersError("--entry-months: months after the start, each >= 1")
     if follow < 1:
         raise BarriersError(f"--follow must be >= 1 (given {follow})")
+    if entry_months[-1] >= main.run.months:
+        raise BarriersError(f"--entry-months: {entry_months[-1]} is not a month of the {main.run.months}-month "
+                            f"run; probes enter in months 1-{main.run.months - 1}")
+    if entry_months[-1] + follow > MAX_MONTHS:
+        raise BarriersError(f"--follow {follow}: a probe entering in month {entry_months[-1]} would be followed "
+                            f"past month {MAX_MONTHS}, the longest run a scenario allows")
     if main.gamma * max(GAMMA_FACTORS) >= 2:
         raise BarriersError(f"{main.name}: gamma {main.gamma:g} x {max(GAMMA_FACTORS)} leaves the allowed range")
     master = main.run.seed if master_seed is None else int(master_seed)
@@ -218,11 +225,12 @@ def prepare_barriers(scenario: str | Path, n: int = 20, compare: Sequence[str] |
 
 
 # ------------------------------------------------------------------------------------------------ running
-def open_barriers(plan: BarriersPlan, force: bool = False) -> Study:
+def open_barriers(plan: BarriersPlan, force: bool = False, allow_model_change: bool = False) -> Study:
     """Check the output folder (a new study, the same study to resume, or refuse); writes nothing."""
     from .tasks import open_study, study_info
 
-    plan.study = open_study(plan.out, study_info("barriers", plan.info()), force)
+    plan.allow_model_change = allow_model_change
+    plan.study = open_study(plan.out, study_info("barriers", plan.info()), force, allow_model_change)
     return plan.study
 
 
@@ -237,7 +245,8 @@ def run_barriers(plan: BarriersPlan, executor, progress: bool = True) -> Results
     study = plan.study if plan.study is not None else open_barriers(plan)
     study.create()
     plan.ensembles = [prepare_ensemble(scn, plan.n, master_seed=plan.master_seed, months=plan.months,
-                                       out=plan.out / "scenarios" / scn.name) for scn in plan.scenarios]
+                                       out=plan.out / "scenarios" / scn.name,
+                                       allow_model_change=plan.allow_model_change) for scn in plan.scenarios]
     execute(plan.ensembles, executor, progress=progress, desc="scenarios")
     data = {}
     for p in plan.ensembles:

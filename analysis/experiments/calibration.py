@@ -22,7 +22,10 @@ ensemble means (estimated from the seeds).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -128,6 +131,7 @@ class Calibration:
     executor: object
     progress: object = None
     history: list[Evaluation] = field(default_factory=list)
+    study: object = None  # a tasks.Study: each seed's moments at each point, kept so that a rerun resumes
 
     def __post_init__(self):
         self.data = np.array([log_moment(t.value, t) for t in self.targets])
@@ -142,8 +146,30 @@ class Calibration:
         over = {p.key: float(v) for p, v in zip(self.params, values, strict=True)}
         return to_toml(load_scenario(self.base_cfg, overrides=over))
 
+    def seed_rows(self, toml: str) -> list[dict[str, float]]:
+        """Each seed's moments for the scenario ``toml``: from the study's results when a previous (killed)
+        calibration computed them, else on the executor, each stored as it comes."""
+        if self.study is None:
+            return moments_over_seeds(toml, self.seeds, self.months, self.targets, self.executor)
+        from .ensemble import Failures
+        from .moments import seed_moments, spec
+
+        point = hashlib.sha256(toml.encode("utf-8")).hexdigest()[:24]
+        keys = [f"{point}/{s}" for s in self.seeds]
+        specs = [spec(t) for t in self.targets]
+        todo = [(k, s, self.executor.submit(seed_moments, toml, int(s), self.months, specs))
+                for k, s in zip(keys, self.seeds, strict=True) if k not in self.study.done]
+        failures = Failures(self.study.out, len(todo))
+        for k, s, fut in todo:
+            try:
+                self.study.append(k, fut.result())
+            except Exception as exc:
+                failures.record(f"seed {s} at point {point}", exc)
+        failures.check()
+        return [self.study.done[k] for k in keys]
+
     def evaluate(self, values: Sequence[float]) -> Evaluation:
-        rows = moments_over_seeds(self.scenario_toml(values), self.seeds, self.months, self.targets, self.executor)
+        rows = self.seed_rows(self.scenario_toml(values))
         per_seed = np.array([[r.get(i, math.nan) for i in self.ids] for r in rows], dtype=float)
         with np.errstate(invalid="ignore"):
             means = np.nanmean(np.where(np.isfinite(per_seed), per_seed, np.nan), axis=0)
@@ -311,7 +337,7 @@ def markdown_report(res: CalibrationResult, command: str) -> str:
              "What `abm calibrate` fitted, to what, and how well. Regenerate with:", "", "```bash", command, "```",
              "",
              f"Scenario `{res.scenario}`, {len(c.seeds)} seeds per evaluation (common random numbers), "
-             f"{c.months} months, {len(c.history)} evaluations in {res.wall_s:.0f} s. Distance (mean squared "
+             f"{c.months} months, {len(c.history)} evaluations. Distance (mean squared "
              f"gap in sigmas over the fitting targets): {res.start.distance:.3g} at the start, "
              f"{res.fitted.distance:.3g} fitted.", "",
              "Method: the simulated method of moments. Each moment is the mean over seeds of the target's "
@@ -361,13 +387,26 @@ def markdown_report(res: CalibrationResult, command: str) -> str:
 def run_calibration(scenario: str, targets: Sequence[Target], *, seeds: int = 8, master_seed: int = 1,
                     budget_s: float = 1800.0, tiny: bool = False, executor_kwargs: dict | None = None,
                     progress: bool = True, write: bool = True, report: str | None = None,
-                    apply_to: Sequence[str] | None = None) -> CalibrationResult:
+                    apply_to: Sequence[str] | None = None, max_evals: int | None = None,
+                    out: str | Path | None = None, force: bool = False,
+                    allow_model_change: bool = False, warn=None) -> CalibrationResult:
     """Fit :data:`FREE_PARAMS` of ``scenario`` to its applicable fitting targets (module docstring); write
-    the fitted values into ``apply_to`` (default: the scenario and the baseline) and the report."""
+    the fitted values into ``apply_to`` (default: the scenario and the baseline) and the report.
+
+    Every seed's moments at every point tried are kept in the study folder ``out`` (default
+    ``runs/calibrate-<scenario>-<seeds>x<seed>[-tiny]-<first 8 hex digits of the scenario's SHA-256>``) as
+    they are computed; the same
+    command run again (after a kill, say) replays the search from them, computing only what is missing.
+    The search is deterministic, so a resumed calibration stopped by ``max_evals`` (or by convergence)
+    equals an uninterrupted one; the time ``budget_s`` counts the time of this invocation only. A folder
+    made with other arguments needs ``force``; one made by another version of the model needs ``force`` or
+    ``allow_model_change``; ``warn``, if given, is called with each warning (a resumed folder of another
+    model)."""
     from abm.scenario import ScenarioError, load_scenario, resolve_path, to_toml
 
-    from .ensemble import atomic_write, child_seeds
+    from .ensemble import EnsembleError, atomic_write, child_seeds
     from .executors import make_executor
+    from .tasks import open_study, study_info
     from .validation import scenario_targets
 
     try:
@@ -381,15 +420,49 @@ def run_calibration(scenario: str, targets: Sequence[Target], *, seeds: int = 8,
     s0 = int(cfg.run.start[:4]) * 12 + int(cfg.run.start[5:]) - 1
     last = max(int(t.date[:4]) * 12 + int(t.date[5:]) - 1 for t in fit) - s0 + 1
     months = min(cfg.run.months, last)
-    n_seeds, max_evals = seeds, None
+    n_seeds = seeds
+    if max_evals is not None and max_evals < 1:
+        raise CalibrationError(f"--max-evals must be >= 1 (given {max_evals})")
     if tiny:
-        months, n_seeds, max_evals = min(months, TINY_MONTHS), TINY_SEEDS, TINY_EVALS
+        months, n_seeds, max_evals = min(months, TINY_MONTHS), TINY_SEEDS, max_evals or TINY_EVALS
         names = {t.metric.split(":")[1] for t in fit if t.kind in ("lab", "cloud", "vendor")}
         fit = applicable(fit, cfg.run.start, months, names)
         if not fit:
             raise CalibrationError(f"{scenario}: no fitting target within the tiny run's {months} months")
+    # Where the results go is checked now, not after a search of --budget minutes.
+    report_path = Path(report) if report else (None if tiny else REPORT_FILE)
+    targets_to = list(apply_to) if apply_to is not None else ([] if tiny else [scenario, "baseline"])
+    for name in targets_to:
+        try:
+            resolve_path(name)
+        except ScenarioError as exc:
+            raise CalibrationError(f"--apply-to {name}: {exc}") from None
+    if report_path is not None and not Path(os.path.abspath(report_path)).parent.is_dir():
+        raise CalibrationError(f"--report {report_path}: the folder {Path(os.path.abspath(report_path)).parent} "
+                               "does not exist")
     params = FREE_PARAMS
     start = [_get(cfg, p.key) for p in params]
+    seed_list = child_seeds(master_seed, n_seeds)
+    base_toml = to_toml(cfg)
+    scenario_sha = hashlib.sha256(base_toml.encode("utf-8")).hexdigest()
+    # The scenario's hash is in the default name: a calibration rewrites its scenario, so the next one starts
+    # a folder of its own instead of meeting the last one's.
+    folder = Path(out) if out is not None else Path("runs") / (
+        f"calibrate-{cfg.name}-{n_seeds}x{master_seed}" + ("-tiny" if tiny else "") + f"-{scenario_sha[:8]}")
+    info = study_info("calibration", {
+        "scenario": cfg.name, "scenario_sha256": scenario_sha,
+        "seeds": seed_list, "months": months,
+        "targets": [[t.id, t.value, float(target_sigma(t))] for t in fit],
+        "params": [[p.key, p.lo, p.hi] for p in params]})
+    try:
+        study = open_study(folder, json.loads(json.dumps(info)), force, allow_model_change)
+        study.create()
+        for w in study.warnings if warn is not None else ():
+            warn(w)
+    except EnsembleError as exc:
+        raise CalibrationError(str(exc)) from None
+    except OSError as exc:
+        raise CalibrationError(f"cannot write {folder}: {exc.strerror or exc}") from None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -398,7 +471,7 @@ def run_calibration(scenario: str, targets: Sequence[Target], *, seeds: int = 8,
     t0 = time.monotonic()
     try:
         with make_executor(**(executor_kwargs or {})) as ex:
-            calib = Calibration(params, fit, child_seeds(master_seed, n_seeds), to_toml(cfg), months, ex, bar)
+            calib = Calibration(params, fit, seed_list, base_toml, months, ex, bar, study=study)
             first = calib.evaluate(start)
             best = calib.fit(start, budget_s, max_evals)
             se, _ = calib.standard_errors(best)
@@ -408,12 +481,11 @@ def run_calibration(scenario: str, targets: Sequence[Target], *, seeds: int = 8,
     wall = time.monotonic() - t0
     res = CalibrationResult(cfg.name, calib, first, best, se, wall, [], None)
     command = (f"abm calibrate {scenario} --seeds {n_seeds} --seed {master_seed} --budget {budget_s / 60:g}"
+               + (f" --max-evals {max_evals}" if max_evals is not None and not tiny else "")
                + (" --tiny" if tiny else ""))
-    report_path = Path(report) if report else (None if tiny else REPORT_FILE)
     if write and report_path is not None:
         atomic_write(report_path, markdown_report(res, command))
         res.written.append(str(report_path))
-    targets_to = list(apply_to) if apply_to is not None else ([] if tiny else [scenario, "baseline"])
     if write:
         for name in targets_to:
             try:

@@ -50,7 +50,7 @@ import numpy as np
 from abm.metrics import COLUMNS, NULLABLE
 from abm.scenario import Scenario, ScenarioError, load_scenario, to_toml, validate
 
-from ..runio import cell, run_scenario, stage_dir
+from ..runio import cell, pid_alive, run_scenario, stage_dir
 
 SEEDS_DIR = "seeds"
 TIMESERIES = "timeseries.csv"
@@ -98,38 +98,18 @@ def run_seed(scenario_toml: str, seed: int, months: int) -> str:
     run = dict(data.get("run", {}))
     run.update(seed=int(seed), months=int(months))
     data["run"] = run
-    model = run_scenario(validate(data, "ensemble scenario"))
+    model = run_scenario(validate(data, "ensemble scenario"), record_flows=False)
     return timeseries_text(model.rows)
 
 
 # ------------------------------------------------------------------------------------------------ statistics
-_T975 = (12.706204736174694, 4.302652729749462, 3.1824463052837078, 2.7764451051977934, 2.5705818356363146,
-         2.4469118511449786, 2.364624251592784, 2.306004135204166, 2.262157162798205, 2.228138851986274,
-         2.200985160091639, 2.1788128296672284, 2.1603686564627913, 2.144786687917804, 2.131449545559776,
-         2.1199052992212546, 2.1098155778333156, 2.1009220402410382, 2.0930240544083087, 2.085963447265864,
-         2.0796138447276795, 2.0738730679040254, 2.0686576104190486, 2.0638985616280245, 2.0595385527532972,
-         2.0555294386428735, 2.0518305164802846, 2.0484071417952454, 2.045229642132703, 2.0422724563012378)
-
-
-def _t975_approx(df: int) -> float:
-    """t_{0.975, df} without scipy: exact table to df 30, Cornish-Fisher expansion beyond (error < 3e-8)."""
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z, v = 1.959963984540054, float(df)
-    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4))
-
-
 @cache
 def t975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (scipy if installed); NaN if df < 1."""
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (``scipy.stats``); NaN if df < 1."""
     if df < 1:
         return math.nan
-    try:
-        from scipy.stats import t
-    except ImportError:
-        return _t975_approx(int(df))
+    from scipy.stats import t
+
     return float(t.ppf(0.975, int(df)))
 
 
@@ -198,22 +178,12 @@ def model_fingerprint() -> str:
 
     root = Path(abm.__file__).resolve().parent
     h = hashlib.sha256()
+    # Scenario files are not the model (a folder records its scenario's own hash); a wheel carries them in
+    # abm/scenarios/, a clone beside abm/: leaving them out gives both the same fingerprint.
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".csv", ".toml")
-                       and "__pycache__" not in p.parts):
+                       and "__pycache__" not in p.parts and p.relative_to(root).parts[0] != "scenarios"):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_stale_tmp(folder: Path) -> None:
@@ -228,7 +198,7 @@ def _remove_stale_tmp(folder: Path) -> None:
             pid = int(name.rsplit(".tmp-", 1)[1])
         except ValueError:
             continue
-        if _pid_alive(pid) and pid != os.getpid():
+        if pid_alive(pid) and pid != os.getpid():
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -265,6 +235,7 @@ class EnsemblePlan:
     overrides: list[str]
     seeds: list[int]
     state: str = "new"  # new (folder absent or empty), resume (matching folder), replace (--force)
+    allow_model_change: bool = field(default=False, compare=False)
     created_here: bool = field(default=False, compare=False)
     warnings: list[str] = field(default_factory=list, compare=False)
 
@@ -385,12 +356,14 @@ def _describe_mismatch(old: dict, plan: EnsemblePlan) -> str | None:
 
 def prepare_ensemble(scenario: str | Path | Scenario, n: int, master_seed: int | None = None,
                      months: int | None = None, overrides: Sequence[str] | None = None,
-                     out: str | Path | None = None, force: bool = False) -> EnsemblePlan:
+                     out: str | Path | None = None, force: bool = False,
+                     allow_model_change: bool = False) -> EnsemblePlan:
     """Validate an ensemble's arguments and its folder; writes nothing.
 
     Raises ScenarioError (bad scenario or override) or EnsembleError (bad N or folder: an existing folder
     made with other arguments needs ``force``, which replaces it; a folder that is not an ensemble is
-    never touched).
+    never touched; a folder started by another version of the model needs ``force`` or
+    ``allow_model_change``, see :func:`model_check`).
     """
     if n < 1:
         raise EnsembleError(f"--seeds must be >= 1 (given {n})")
@@ -402,7 +375,8 @@ def prepare_ensemble(scenario: str | Path | Scenario, n: int, master_seed: int |
     scn = load_scenario(scn, seed=master)
     plan = EnsemblePlan(out=Path(out) if out is not None else Path("runs") / f"{scn.name}-ensemble-{n}",
                         scenario=scn, toml=to_toml(scn), master_seed=master, n=n, months=scn.run.months,
-                        overrides=overrides, seeds=child_seeds(master, n))
+                        overrides=overrides, seeds=child_seeds(master, n),
+                        allow_model_change=allow_model_change)
     plan.state = _folder_state(plan, force)
     return plan
 
@@ -438,6 +412,27 @@ def folder_info(out: Path, info_name: str, what: str, force: bool,
     return old
 
 
+def model_check(out: Path, old_sha: str | None, force: bool, allow: bool, warnings: list[str],
+                error: type[Exception] = EnsembleError) -> str:
+    """``"resume"`` or ``"replace"`` for a folder made with the same arguments whose model fingerprint is
+    ``old_sha``: the same model resumes; another model (or none recorded) is replaced with ``force``,
+    resumed with a warning appended to ``warnings`` if ``allow``, and otherwise refused with ``error``, so
+    that one folder never silently mixes results of two versions of the model."""
+    now = model_fingerprint()
+    if old_sha == now:
+        return "resume"
+    if force:
+        return "replace"
+    there = str(old_sha)[:12] if old_sha else "none"
+    if not allow:
+        raise error(f"{out} was computed by another version of the model (abm/ fingerprint {there} there, "
+                    f"{now[:12]} now) and resuming would mix the two; use --force to start over, or "
+                    "--allow-model-change to resume anyway")
+    warnings.append(f"the model code (abm/) changed since {out} was started (fingerprint {there} there, "
+                    f"{now[:12]} now); its results mix two versions of the model")
+    return "resume"
+
+
 def _folder_state(plan: EnsemblePlan, force: bool) -> str:
     out = plan.out
     old = folder_info(out, INFO, "an ensemble", force)
@@ -445,12 +440,7 @@ def _folder_state(plan: EnsemblePlan, force: bool) -> str:
         return old
     why = _describe_mismatch(old, plan)
     if why is None:
-        if old.get("model_sha256") not in (None, plan.info()["model_sha256"]):
-            if force:
-                return "replace"
-            plan.warnings.append(f"the model code (abm/) changed since {out} was started; its seeds will mix "
-                                 "two versions of the model (use --force to start over)")
-        return "resume"
+        return model_check(out, old.get("model_sha256"), force, plan.allow_model_change, plan.warnings)
     if force:
         return "replace"
     raise EnsembleError(f"{out} holds an ensemble made with other arguments ({why}); use --force to replace "
@@ -501,13 +491,68 @@ def worker_import_error(exc: ImportError) -> EnsembleError:
                          "worker")
 
 
+class TaskFailure(EnsembleError):
+    """Some runs raised inside the model; every other run finished and is stored (exit status 1)."""
+
+
+# Errors of the machinery, not of one run: they stop the whole experiment at once.
+_FATAL = (ImportError, cf.CancelledError, OSError, TimeoutError, MemoryError)
+
+
+class Failures:
+    """The runs of an experiment that raised: each is logged with its traceback, the others go on.
+
+    :meth:`record` keeps a failed task (``what`` names it, e.g. ``baseline seed 123``); :meth:`check`, once
+    everything else has finished, writes ``errors.log`` into ``folder`` and raises :class:`TaskFailure`
+    naming the first failure; without failures it removes an old ``errors.log``."""
+
+    LOG = "errors.log"
+
+    def __init__(self, folder: Path, total: int):
+        self.folder, self.total = Path(folder), total
+        self.items: list[tuple[str, BaseException]] = []
+
+    def record(self, what: str, exc: BaseException) -> None:
+        if isinstance(exc, ImportError):
+            raise worker_import_error(exc) from None
+        if isinstance(exc, _FATAL):
+            raise exc
+        self.items.append((what, exc))
+
+    def check(self) -> None:
+        import traceback
+
+        log = self.folder / self.LOG
+        if not self.items:
+            if log.is_file():
+                log.unlink()
+            return
+        parts = []
+        for what, exc in self.items:
+            text = "".join(traceback.format_exception(exc))
+            cause = getattr(exc, "__cause__", None)  # a process pool's remote traceback
+            if cause is not None and "Traceback" not in text:
+                text = str(cause) + "\n" + text
+            parts.append(f"== {what}\n{text}")
+        if self.folder.is_dir():
+            atomic_write(log, "\n".join(parts))
+        what, exc = self.items[0]
+        msg = " ".join(str(exc).split()) or "(no message)"
+        raise TaskFailure(f"{len(self.items)} of {self.total} runs failed, the others are stored; first: {what}: "
+                          f"{type(exc).__name__}: {msg} (tracebacks in {log}); run the same command again "
+                          "to retry the failed runs")
+
+
 def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool = True,
             desc: str = "ensemble") -> int:
     """Compute every missing seed of ``plans`` on ``executor`` and store each as soon as it is done.
 
     Tasks are submitted in (plan, seed index) order with at most a few per worker in flight, so that a
     large ensemble does not sit in memory. Returns the number of seeds computed. A task's ScenarioError
-    becomes an EnsembleError; any other error cancels the rest and propagates.
+    becomes an EnsembleError at once; a run that raises anything else is recorded and the other seeds
+    finish, then :class:`TaskFailure` names the scenario and seed that failed (tracebacks in the first
+    plan's folder, ``errors.log``). Errors of the machinery (a worker without the project, a lost
+    cluster) cancel the rest and propagate.
     """
     from .executors import run_windowed
 
@@ -517,6 +562,7 @@ def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool
     total = sum(p.n for p in plans)
     bar = _progress_bar(total, total - len(todo), progress, desc)
     computed = 0
+    failures = Failures(Path(os.path.commonpath([p.out for p in plans])), len(todo)) if plans else None
 
     def finished(tag: tuple[EnsemblePlan, int], fut: cf.Future) -> None:
         nonlocal computed
@@ -525,8 +571,9 @@ def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool
             text = fut.result()
         except ScenarioError as exc:
             raise EnsembleError(f"{p.name} seed {p.seeds[i]}: {exc}") from None
-        except ImportError as exc:
-            raise worker_import_error(exc) from None
+        except Exception as exc:
+            failures.record(f"{p.name} seed {p.seeds[i]} (index {i})", exc)
+            return
         p.write_seed(i, text)
         computed += 1
         if bar is not None:
@@ -537,6 +584,8 @@ def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool
     finally:
         if bar is not None:
             bar.close()
+    if failures is not None:
+        failures.check()
     return computed
 
 

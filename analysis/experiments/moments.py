@@ -239,7 +239,7 @@ def seed_moments(scenario_toml: str, seed: int, months: int, specs: Sequence[tup
     run.update(seed=int(seed), months=int(months))
     data["run"] = run
     cfg = validate(data, "scenario")
-    model = ComputeMarket(cfg)
+    model = ComputeMarket(cfg, record_flows=False)
     for _ in range(cfg.run.months):
         model.step()
     chosen = [Target(i, i, m, d, math.nan, math.nan, math.nan, "", False, "") for i, m, d in specs]

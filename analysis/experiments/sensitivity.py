@@ -343,7 +343,7 @@ def _nanmean(values: Sequence[float]) -> float:
 
 def _rows(data: dict, seed: int, months: int) -> list[dict]:
     run = {**data.get("run", {}), "seed": int(seed), "months": int(months)}
-    return run_scenario(validate({**data, "run": run}, "sensitivity point")).rows
+    return run_scenario(validate({**data, "run": run}, "sensitivity point"), record_flows=False).rows
 
 
 def _cell_value(rows: list[dict], column: str, horizon: int) -> float:
@@ -659,10 +659,12 @@ def run_sensitivity(scenario: str | Path | Scenario | None, outputs: list[str], 
                     bounds: str | Path | None = None, out: str | Path | None = None, force: bool = False,
                     executor_kwargs: dict | None = None, progress: bool = True,
                     evaluator: Callable[[list[float]], dict[str, float]] | None = None,
-                    draw: Callable | None = None) -> SensitivityResult:
+                    draw: Callable | None = None, allow_model_change: bool = False,
+                    warn: Callable[[str], None] | None = None) -> SensitivityResult:
     """Run (or resume) a global sensitivity analysis and write its files; see the module docstring.
 
-    ``draw`` draws the figures (:func:`analysis.views.sensitivity_figures.draw_figures`, passed in by the
+    ``warn``, if given, is called with each warning (a resumed folder of another model). ``draw`` draws
+    the figures (:func:`analysis.views.sensitivity_figures.draw_figures`, passed in by the
     command line, since experiments do not import the views); without it there are no figures.
 
     ``outputs`` are metrics (see :func:`parse_outputs`), each analysed at every horizon (months, default the
@@ -702,7 +704,9 @@ def run_sensitivity(scenario: str | Path | Scenario | None, outputs: list[str], 
                                       "bounds": [p.describe() for p in plan.params], "design": design,
                                       "num_resamples": NUM_RESAMPLES, "conf_level": CONF_LEVEL,
                                       "command": command})
-    study = open_study(out, json.loads(json.dumps(info)), force=force)
+    study = open_study(out, json.loads(json.dumps(info)), force=force, allow_model_change=allow_model_change)
+    for w in study.warnings if warn is not None else ():
+        warn(w)
 
     params = plan.params
     unit = unit_sample(params, method, n, plan.master)

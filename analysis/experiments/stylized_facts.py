@@ -114,7 +114,7 @@ def seed_facts(scenario_toml: str, seed: int, months: int) -> dict[str, float]:
     data = tomllib.loads(scenario_toml)
     data["run"] = {**data.get("run", {}), "seed": int(seed), "months": int(months)}
     cfg = validate(data, "scenario")
-    model = ComputeMarket(cfg)
+    model = ComputeMarket(cfg, record_flows=False)
     for _ in range(months):
         model.step()
     sizes: dict[str, np.ndarray] = {}

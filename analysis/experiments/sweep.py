@@ -72,6 +72,7 @@ from .ensemble import (
     atomic_write,
     execute,
     folder_info,
+    model_check,
     model_fingerprint,
     prepare_ensemble,
     summary_stats,
@@ -244,6 +245,7 @@ class SweepPlan:
     computed: int = field(default=0, compare=False)  # seeds computed by the last run_sweep
     warnings: list[str] = field(default_factory=list, compare=False)
     model_sha256: str = field(default_factory=model_fingerprint, compare=False)
+    allow_model_change: bool = field(default=False, compare=False)
 
     @property
     def cell_values(self) -> list[tuple[float | str, ...]]:
@@ -336,13 +338,10 @@ def _folder_state(plan: SweepPlan, force: bool) -> str:
             return "replace"
         raise SweepError(f"{out} holds a sweep made with other arguments ({why}); use --force to replace it, "
                          "or another --out")
-    if old.get("model_sha256") not in (None, plan.model_sha256):
-        if force:
-            return "replace"
-        plan.warnings.append(f"the model code (abm/) changed since {out} was started; its seeds will mix two "
-                             "versions of the model (use --force to start over)")
-        plan.model_sha256 = old["model_sha256"]
-    return "resume"
+    state = model_check(out, old.get("model_sha256"), force, plan.allow_model_change, plan.warnings, SweepError)
+    if state == "resume" and old.get("model_sha256"):
+        plan.model_sha256 = old["model_sha256"]  # sweep.json keeps the fingerprint the sweep started with
+    return state
 
 
 def _check_params(params: Sequence[SweepParam], overrides: Sequence[str]) -> None:
@@ -400,7 +399,8 @@ def _check_metrics(metrics: Sequence[str] | None) -> list[str]:
 def prepare_sweep(scenario: str | Path | Scenario, params: Sequence[SweepParam], seeds: int,
                   master_seed: int | None = None, months: int | None = None,
                   overrides: Sequence[str] | None = None, out: str | Path | None = None, force: bool = False,
-                  metrics: Sequence[str] | None = None, at: int | None = None) -> SweepPlan:
+                  metrics: Sequence[str] | None = None, at: int | None = None,
+                  allow_model_change: bool = False) -> SweepPlan:
     """Validate a sweep's arguments, every cell's scenario and the folder; writes nothing.
 
     Raises ScenarioError for the scenario itself, ``--set`` or ``months`` (as ``load_scenario`` does) and
@@ -441,13 +441,14 @@ def prepare_sweep(scenario: str | Path | Scenario, params: Sequence[SweepParam],
     source = base.name if isinstance(scenario, Scenario) else str(scenario)
     plan = SweepPlan(out=folder, source=source, scenario=base, params=resolved, n=seeds, master_seed=master,
                      months=months, overrides=overrides, metrics=chosen, at=at, cells=[],
-                     cell_overrides=cell_overrides)
+                     cell_overrides=cell_overrides, allow_model_change=allow_model_change)
     # The cells' folders are looked at only once the sweep's own folder is known to be this sweep's.
     plan.state = _folder_state(plan, force)
     try:
         plan.cells = [prepare_ensemble(raw, seeds, master_seed=master, months=months,
                                        overrides=[*overrides, *cell], force=force or plan.state == "replace",
-                                       out=folder / CELLS_DIR / cell_dirname(i))
+                                       out=folder / CELLS_DIR / cell_dirname(i),
+                                       allow_model_change=allow_model_change)
                       for i, cell in enumerate(cell_overrides)]
     except EnsembleError as exc:
         raise SweepError(str(exc)) from None

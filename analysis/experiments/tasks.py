@@ -8,7 +8,7 @@ is dropped. Outputs are computed from the results sorted by key, never from the 
 the same whatever the number of workers or the executor.
 
 ``study.json`` written by another set of arguments makes :func:`open_study` refuse (``--force`` replaces
-the folder); a change of the model's code since the study started is a warning, as for ensembles.
+the folder); so does a change of the model's code since the study started, unless allowed explicitly.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from abm.scenario import ScenarioError
 from .ensemble import (
     PACKAGE,
     EnsembleError,
+    Failures,
     _progress_bar,
     _remove_stale_tmp,
     atomic_write,
     folder_info,
+    model_check,
     model_fingerprint,
-    worker_import_error,
 )
 
 INFO = "study.json"
@@ -128,12 +129,13 @@ def study_info(kind: str, args: dict) -> dict:
                          "numpy": np.__version__, "SALib": _version("SALib")}}
 
 
-def open_study(out: str | Path, info: dict, force: bool = False) -> Study:
+def open_study(out: str | Path, info: dict, force: bool = False, allow_model_change: bool = False) -> Study:
     """Check the folder ``out`` for a study with ``info``; writes nothing (see :meth:`Study.create`).
 
     Absent or empty: new. Holding the same study: resume. Another study, or not a study folder: an
     EnsembleError naming the first argument that differs, unless ``force`` (replace; a folder that is not
-    a study is never replaced)."""
+    a study is never replaced). A study started by another version of the model needs ``force`` or
+    ``allow_model_change`` (see :func:`~analysis.experiments.ensemble.model_check`)."""
     out = Path(out)
     study = Study(out=out, info=info)
     old = folder_info(out, INFO, f"a {info['study']}", force)
@@ -150,13 +152,7 @@ def open_study(out: str | Path, info: dict, force: bool = False) -> Study:
             return study
         raise EnsembleError(f"{out} holds a study made with other arguments ({key}: {old.get(key)!r} there, "
                             f"{info.get(key)!r} now); use --force to replace it, or another --out")
-    if old.get("model_sha256") != info.get("model_sha256"):
-        if force:
-            study.state = "replace"
-            return study
-        study.warnings.append(f"the model code (abm/) changed since {out} was started; its results will mix "
-                              "two versions of the model (use --force to start over)")
-    study.state = "resume"
+    study.state = model_check(out, old.get("model_sha256"), force, allow_model_change, study.warnings)
     return study
 
 
@@ -174,8 +170,10 @@ def run_tasks(study: Study, tasks: Iterable[Task], executor: cf.Executor, progre
     """Compute the tasks of ``study`` not yet finished on ``executor``, appending each result as it comes.
 
     A few tasks per worker are in flight at a time. Returns the number computed. A task's ScenarioError
-    becomes an EnsembleError naming the task; any other error cancels the rest and propagates (finished
-    results stay on disk).
+    becomes an EnsembleError naming the task at once; a task that raises anything else is recorded while the
+    others finish, then :class:`~analysis.experiments.ensemble.TaskFailure` names it (tracebacks in the
+    study's ``errors.log``). Errors of the machinery cancel the rest and propagate; finished results stay
+    on disk.
     """
     from .executors import run_windowed
 
@@ -190,14 +188,17 @@ def run_tasks(study: Study, tasks: Iterable[Task], executor: cf.Executor, progre
         bar.unit = unit
     computed = 0
 
+    failures = Failures(study.out, len(todo))
+
     def finished(t: Task, fut: cf.Future) -> None:
         nonlocal computed
         try:
             result = fut.result()
         except ScenarioError as exc:
             raise EnsembleError(f"task {t.key}: {exc}") from None
-        except ImportError as exc:
-            raise worker_import_error(exc) from None
+        except Exception as exc:
+            failures.record(f"task {t.key}", exc)
+            return
         study.append(t.key, result)
         computed += 1
         if bar is not None:
@@ -208,6 +209,7 @@ def run_tasks(study: Study, tasks: Iterable[Task], executor: cf.Executor, progre
     finally:
         if bar is not None:
             bar.close()
+    failures.check()
     return computed
 
 
