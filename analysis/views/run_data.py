@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from abm.metrics import COLUMNS
+
 from .common import (
     ReportError,
     _read_json,
     read_csv,
+    timeseries_problem,
 )
 
 TOP_LABS = 8
@@ -52,6 +55,9 @@ def load_run(d: Path) -> RunData:
     ts = read_csv(d / "timeseries.csv", ["month", "step"], dtype={"month": str})
     if ts.empty:
         raise ReportError(f"{d / 'timeseries.csv'}: no rows")
+    bad = timeseries_problem(ts, [c for c in COLUMNS if c != "month"])
+    if bad:
+        raise ReportError(f"{d / 'timeseries.csv'}: {bad}")
     agents = _optional(d / "agents.csv", AGENT_REQUIRED, dtype={"month": str, "name": str})
     contracts = _optional(d / "contracts.csv", CONTRACT_REQUIRED, dtype={"buyer": str, "seller": str})
     runs = _optional(d / "runs.csv", ["step", "lab", "effective_flop", "capability"], dtype={"lab": str})
@@ -104,17 +110,17 @@ def vendor_shipments(contracts: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def survival_curve(durations: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier estimate: ages (0 and every exit age) and the share surviving past each."""
-    ages, surv = [0.0], [1.0]
-    s = 1.0
-    for t in np.unique(durations[events]):
-        at_risk = np.sum(durations >= t)
-        d = np.sum((durations == t) & events)
-        if at_risk > 0:
-            s *= 1 - d / at_risk
-        ages.append(float(t))
-        surv.append(s)
-    return np.array(ages), np.array(surv)
+    """Kaplan-Meier estimate (``scipy.stats.ecdf`` of right-censored data: labs alive at the end are
+    censored at their age then): ages (0 and every exit age) and the share surviving past each."""
+    from scipy import stats
+
+    durations = np.asarray(durations, dtype=float)
+    events = np.asarray(events, dtype=bool)
+    exits = np.unique(durations[events])
+    if exits.size == 0:
+        return np.array([0.0]), np.array([1.0])
+    km = stats.ecdf(stats.CensoredData(uncensored=durations[events], right=durations[~events]))
+    return np.concatenate([[0.0], exits]), np.concatenate([[1.0], km.sf.evaluate(exits)])
 
 
 def lab_lifetimes(agents: pd.DataFrame, n: int) -> pd.DataFrame:
