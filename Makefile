@@ -9,11 +9,12 @@ SEED ?= 1
 OUT ?= runs/baseline-seed$(SEED)
 BENCH_ARGS ?=
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench lock golden clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs the exact versions of constraints.txt (what the tests passed with); `make lock` refreshes them.
+$(STAMP): pyproject.toml constraints.txt
 	@set -e; \
 	if [ ! -x "$(PY)" ]; then \
 	  found=""; \
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 	  "$$found" -m venv $(VENV); \
 	fi; \
 	$(PY) -m pip install --quiet --upgrade pip; \
-	$(PY) -m pip install --quiet -e '.[dev]'; \
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'; \
 	touch $(STAMP)
 
 run: install
@@ -46,6 +47,22 @@ lint: install
 
 bench: install
 	$(VENV)/bin/abm bench --out runs/bench --force $(BENCH_ARGS)
+
+# Re-resolve the newest versions pyproject.toml allows in a clean environment and pin them in constraints.txt;
+# then run `make test` and commit constraints.txt if it passes.
+lock: install
+	rm -rf .lock-venv
+	"$$($(PY) -c 'import sys; print(sys._base_executable)')" -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	{ echo "# Exact versions the tests passed with; make install uses them. Refresh: make lock (then make test)."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -i '^compute-market-abm'; } > constraints.txt
+	rm -rf .lock-venv build
+	rm -f $(STAMP)
+
+# Rewrite tests/data/golden_baseline_seed1.json after a deliberate change of the model (see README).
+golden: install
+	$(PY) -m analysis.experiments.golden update
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis

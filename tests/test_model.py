@@ -126,7 +126,8 @@ def test_default_seed_is_scenario_seed():
 
 
 def test_same_run_across_processes():
-    """No dependence on str hashing (set/dict order of names): two interpreters, two hash seeds, one run."""
+    """No dependence on str hashing (set/dict order of names) nor on the number of BLAS threads: two
+    interpreters, two hash seeds and two thread counts, one run."""
     code = ("import hashlib; from abm.model import ComputeMarket\n"
             "m = ComputeMarket('mega_deal', overrides={'run.months': 30}, rng=7)\n"
             "while m.running: m.step()\n"
@@ -134,8 +135,9 @@ def test_same_run_across_processes():
             "print(hashlib.sha256(s.encode()).hexdigest())\n")
     root = Path(__file__).resolve().parent.parent
     out = []
-    for hs in ("0", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": hs}
+    for hs, threads in (("0", "1"), ("12345", "2")):
+        env = {**os.environ, "PYTHONHASHSEED": hs, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+               "MKL_NUM_THREADS": threads}
         res = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                              timeout=120, check=True)
         out.append(res.stdout.strip())
