@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import shutil
 import sys
@@ -280,7 +279,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .experiments import validation as val
     from .experiments.ensemble import child_seeds
     from .experiments.executors import make_executor
-    from .runio import OutputError, stage_dir
+    from .runio import OutputError, check_target, stage_dir
 
     targets = _targets(args.targets)
     try:
@@ -293,7 +292,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                         "months (targets are dated 2023-2026)")
     master = cfg.run.seed if args.master_seed is None else args.master_seed
     out = Path(args.out) if args.out else Path("runs") / f"validate-{_folder_name(cfg.name)}-{args.seeds}"
-    _check_validation_out(out, args.force)
+    try:  # before the runs: a file, a folder under a file or another kind of folder is refused now
+        check_target(out, args.force, lambda d: (d / "validation.md").is_file(),
+                     "a validation folder (no validation.md)")
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
     seeds = child_seeds(master, args.seeds)
     outlook = val.outlook_targets(cfg)
     t0 = time.perf_counter()
@@ -322,25 +325,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(md)
         print(f"{out}: validation.md, validation.csv ({args.seeds} seeds in {time.perf_counter() - t0:.1f} s)")
     return 0
-
-
-def _check_validation_out(out: Path, force: bool) -> None:
-    """Before the runs: ``out`` can take validation.md and validation.csv (absent, empty, or an earlier
-    validation folder with ``force``); a file, a folder under a file, or another folder is refused."""
-    anc = Path(os.path.abspath(out)).parent
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise UserError(f"{out}: {anc} is not a directory; choose another --out")
-    if out.exists() or out.is_symlink():
-        if out.is_symlink() or not out.is_dir():
-            raise UserError(f"{out} exists and is not a directory; choose another --out")
-        if any(out.iterdir()):
-            if not (out / "validation.md").is_file():
-                raise UserError(f"{out} exists and is not a validation folder (no validation.md); choose "
-                                "another --out")
-            if not force:
-                raise UserError(f"{out} exists; use --force to replace it")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

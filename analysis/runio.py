@@ -202,8 +202,10 @@ def is_run_folder(d: Path) -> bool:
     return (d / "run_info.json").is_file() or (d / "timeseries.csv").is_file()
 
 
-def check_target(out_dir: str | Path, force: bool = False) -> Path:
-    """Raise OutputError unless ``out_dir`` can be written: absent, empty, or a run folder with ``force``."""
+def check_target(out_dir: str | Path, force: bool = False, ours: Callable[[Path], bool] = is_run_folder,
+                 what: str = "a run folder (no run_info.json or timeseries.csv)") -> Path:
+    """Raise OutputError unless ``out_dir`` can be written: absent, empty, or with ``force`` a folder that
+    ``ours`` recognises (by default a run folder; ``what`` names that kind in the message)."""
     out = Path(out_dir)
     anc = Path(os.path.abspath(out)).parent
     while not anc.exists():
@@ -216,9 +218,8 @@ def check_target(out_dir: str | Path, force: bool = False) -> Path:
         if any(out.iterdir()):
             if not force:
                 raise OutputError(f"{out} exists; use --force to overwrite")
-            if not is_run_folder(out):
-                raise OutputError(f"{out} exists and is not a run folder (no run_info.json or timeseries.csv); "
-                                  "refusing to overwrite it even with --force")
+            if not ours(out):
+                raise OutputError(f"{out} exists and is not {what}; refusing to overwrite it even with --force")
     return out
 
 
