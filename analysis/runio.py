@@ -236,16 +236,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_dead_siblings(final: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>`` beside ``final`` left by processes that are
-    gone (killed while writing), so that a killed run leaves nothing behind once the command is rerun."""
-    parent = final.parent
-    if not parent.is_dir():
+def remove_stale_temporaries(folder: Path, name: str = "*") -> None:
+    """Remove ``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>`` in ``folder`` (``name`` a glob, default any)
+    left by processes that are gone (killed while writing) or by this one, so that a killed command leaves
+    nothing behind once it is rerun."""
+    if not folder.is_dir():
         return
     for tag in (".tmp-", ".old-"):
-        for p in parent.glob(f".{glob.escape(final.name)}{tag}*"):
+        for p in folder.glob(f".{name}{tag}*"):
             pid = p.name.rsplit(tag, 1)[1]
-            if not pid.isdigit() or pid_alive(int(pid)):
+            if not pid.isdigit() or (int(pid) != os.getpid() and pid_alive(int(pid))):
                 continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
@@ -269,7 +269,7 @@ def stage_dir(final: Path, populate: Callable[[Path], None], replace: bool = Fal
         p = p.parent
     tmp = parent / f".{final.name}.tmp-{os.getpid()}"
     old = parent / f".{final.name}.old-{os.getpid()}"
-    remove_dead_siblings(final)
+    remove_stale_temporaries(parent, glob.escape(final.name))
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if tmp.exists():

@@ -1,6 +1,6 @@
 """Soak test: many long runs in one process, measuring resident memory (RSS) as they go.
 
-    python -m analysis.soak                      # 20 seeds x 300 months of the baseline (about 1 minute)
+    python -m analysis.soak                      # 20 seeds x 300 months of the baseline (about 1.5 minutes)
     python -m analysis.soak --seeds 5 --months 120 --scenario mega_deal --out runs/soak-mega
 
 For every seed the baseline is stepped month by month; RSS is sampled every ``--every`` months, then the

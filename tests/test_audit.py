@@ -137,21 +137,24 @@ def test_a_tampered_cash_value_is_caught(folder):
     assert bad[0].expected == pytest.approx(true, rel=1e-12) and bad[0].rel_error > REL_TOL
 
 
-def test_a_dropped_flow_is_caught(folder):
+def _drop_flow(folder, kind: str, step: int) -> dict:
+    """Remove the first flow of ``kind`` in month ``step`` from the folder's flows.csv; returns it."""
     rows = _load(folder / "flows.csv")
-    i = next(k for k, r in enumerate(rows) if r["kind"] == "rd_spend" and int(r["step"]) == 12)
+    i = next(k for k, r in enumerate(rows) if r["kind"] == kind and int(r["step"]) == step)
     gone = rows.pop(i)
     _save(folder / "flows.csv", rows)
+    return gone
+
+
+def test_a_dropped_flow_is_caught(folder):
+    gone = _drop_flow(folder, "rd_spend", 12)
     bad = _failed(folder, "cash")
     assert {d.agent for d in bad} == {gone["payer"]}
     assert min(d.month for d in bad) == 12
 
 
 def test_a_dropped_contract_payment_is_caught(folder):
-    rows = _load(folder / "flows.csv")
-    i = next(k for k, r in enumerate(rows) if r["kind"] == "reserved_payment" and int(r["step"]) == 10)
-    gone = rows.pop(i)
-    _save(folder / "flows.csv", rows)
+    gone = _drop_flow(folder, "reserved_payment", 10)
     bad = _failed(folder, "contract_flow")
     assert (bad[0].agent, bad[0].month) == (f"{gone['payer']} -> {gone['payee']}", 10)
     assert bad[0].expected == pytest.approx(float(gone["amount_usd"]), rel=1e-12) and bad[0].found == 0

@@ -437,9 +437,9 @@ def run_calibration(scenario: str, targets: Sequence[Target], *, seeds: int = 8,
             resolve_path(name)
         except ScenarioError as exc:
             raise CalibrationError(f"--apply-to {name}: {exc}") from None
-    if report_path is not None and not Path(os.path.abspath(report_path)).parent.is_dir():
-        raise CalibrationError(f"--report {report_path}: the folder {Path(os.path.abspath(report_path)).parent} "
-                               "does not exist")
+    report_dir = Path(os.path.abspath(report_path)).parent if report_path is not None else None
+    if report_dir is not None and not report_dir.is_dir():
+        raise CalibrationError(f"--report {report_path}: the folder {report_dir} does not exist")
     params = FREE_PARAMS
     start = [_get(cfg, p.key) for p in params]
     seed_list = child_seeds(master_seed, n_seeds)

@@ -50,7 +50,7 @@ import numpy as np
 from abm.metrics import COLUMNS, NULLABLE
 from abm.scenario import Scenario, ScenarioError, load_scenario, to_toml, validate
 
-from ..runio import cell, pid_alive, run_scenario, stage_dir
+from ..runio import cell, remove_stale_temporaries, run_scenario, stage_dir
 
 SEEDS_DIR = "seeds"
 TIMESERIES = "timeseries.csv"
@@ -186,26 +186,6 @@ def model_fingerprint() -> str:
     return h.hexdigest()
 
 
-def _remove_stale_tmp(folder: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>`` leftovers of processes that are gone (killed mid-write)."""
-    if not folder.is_dir():
-        return
-    for p in folder.iterdir():
-        name = p.name
-        if not (name.startswith(".") and ".tmp-" in name):
-            continue
-        try:
-            pid = int(name.rsplit(".tmp-", 1)[1])
-        except ValueError:
-            continue
-        if pid_alive(pid) and pid != os.getpid():
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``path`` through a temporary sibling and ``os.replace``: readers see the old or the new file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -284,8 +264,8 @@ class EnsemblePlan:
     def create(self) -> None:
         """Create (or, with --force, replace) the folder; for a resumed one, clear dead temporaries."""
         if self.state == "resume":
-            _remove_stale_tmp(self.out / SEEDS_DIR)
-            _remove_stale_tmp(self.out)
+            remove_stale_temporaries(self.out / SEEDS_DIR)
+            remove_stale_temporaries(self.out)
             (self.out / SEEDS_DIR).mkdir(exist_ok=True)
             return
         stage_dir(self.out, self.populate, replace=self.state == "replace")
@@ -550,8 +530,8 @@ def execute(plans: Sequence[EnsemblePlan], executor: cf.Executor, progress: bool
     Tasks are submitted in (plan, seed index) order with at most a few per worker in flight, so that a
     large ensemble does not sit in memory. Returns the number of seeds computed. A task's ScenarioError
     becomes an EnsembleError at once; a run that raises anything else is recorded and the other seeds
-    finish, then :class:`TaskFailure` names the scenario and seed that failed (tracebacks in the first
-    plan's folder, ``errors.log``). Errors of the machinery (a worker without the project, a lost
+    finish, then :class:`TaskFailure` names the scenario and seed that failed (tracebacks in ``errors.log``
+    in the folder that holds every plan's). Errors of the machinery (a worker without the project, a lost
     cluster) cancel the rest and propagate.
     """
     from .executors import run_windowed

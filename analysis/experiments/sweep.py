@@ -63,12 +63,11 @@ import numpy as np
 from abm.metrics import COLUMNS
 from abm.scenario import Scenario, ScenarioError, load_scenario, to_toml
 
-from ..runio import stage_dir
+from ..runio import remove_stale_temporaries, stage_dir
 from .compare import fmt
 from .ensemble import (
     EnsembleError,
     EnsemblePlan,
-    _remove_stale_tmp,
     atomic_write,
     execute,
     folder_info,
@@ -290,8 +289,8 @@ class SweepPlan:
         """Create (or replace) the folder with sweep.json and every cell's initial files, atomically; for a
         resumed one, clear dead temporaries (missing cells are created by the ensemble runner)."""
         if self.state == "resume":
-            _remove_stale_tmp(self.out)
-            _remove_stale_tmp(self.out / FIGURES_DIR)
+            remove_stale_temporaries(self.out)
+            remove_stale_temporaries(self.out / FIGURES_DIR)
             return
 
         def populate(d: Path) -> None:

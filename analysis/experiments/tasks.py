@@ -23,12 +23,12 @@ from pathlib import Path
 
 from abm.scenario import ScenarioError
 
+from ..runio import remove_stale_temporaries
 from .ensemble import (
     PACKAGE,
     EnsembleError,
     Failures,
     _progress_bar,
-    _remove_stale_tmp,
     atomic_write,
     folder_info,
     model_check,
@@ -59,7 +59,7 @@ class Study:
     def create(self) -> None:
         """Create (or replace) the folder with study.json; on resume read the finished results."""
         if self.state == "resume":
-            _remove_stale_tmp(self.out)
+            remove_stale_temporaries(self.out)
             self.done = read_results(self.results_path)
             return
         if self.state == "replace":
