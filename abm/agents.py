@@ -500,51 +500,30 @@ class Lab(MarketAgent):
 
     def __init__(self, model, name: str, tier: str, *, efficiency: float, last_run_flop: float,
                  revenue: float = 0.0, other_funding: float = 0.0, rd_share: float | None = None):
-        self._table = model.lab_table
-        self.slot = model.lab_table.new_row()
-        super().__init__(model, name, tier)
-        self.uid = self.unique_id
-        self.acct = self.account
-        cfg = model.cfg
+        table = self._table = model.lab_table
+        slot = self.slot = table.new_row()
+        mesa.Agent.__init__(self, model)
+        self.name = name
+        self.kind = tier
+        self.account = model.ledger.open(name)
         self.tier = tier
-        self.small = tier == "small"
-        self.birth = model.t
         self.exit_month = None
-        self.exit_t = -1
-        self.log_eff = math.log(efficiency)
-        self.best_run_flop = last_run_flop
-        self.best_run_eff_flop = last_run_flop * efficiency
-        self.capability = float(ec.capability(self.best_run_eff_flop, model.g_coef, model.gamma))
-        self.revenue = revenue
-        self.revenue_ewma = revenue
-        self._table.push_revenue(np.array([self.slot]), np.array([revenue]))
-        self.other_funding = other_funding
-        self.rd_share = cfg.efficiency.rd_share_init if rd_share is None else rd_share
-        self.spend_rate = 0.0
-        self.spent_last = math.inf  # actual spend last month (unknown before the first month)
-        self.rd_spend = 0.0
-        self.run_flop = 0.0
-        self.run_hw_flop = 0.0
-        self.run_cost = 0.0
-        self.run_start = model.t
-        self.run_len = model.cfg.training.run_months
-        self.last_run_cost = 0.0
-        self.cap_train_spend = 0.0
-        self.compute = 0.0
-        self.compute_train = 0.0
-        self.unit_price = model.reference_price()
-        self.desired = 0.0
-        self.request = None
-        self.seeking = False
-        self.ask = 0.0
-        self.exclusive_with = None
-        self.exclusive_until = -1
-        self.equity: dict[str, float] = {}
-        self.insolvent = False
-        self.spot_bought = 0.0
-        self.spot_paid = 0.0
-        self.spot_eff = 0.0
-        self.restricted = False
+        self._stakes: dict[str, float] = {}  # clouds' shares of the lab (investors': investor_share)
+        cfg = model.cfg
+        best_eff = last_run_flop * efficiency
+        # The lab's row is new, so every column is 0 (False) but those set here.
+        C = table.cols
+        for k, v in (("alive", True), ("uid", self.unique_id), ("acct", self.account), ("small", tier == "small"),
+                     ("birth", model.t), ("exit_t", -1), ("log_eff", math.log(efficiency)),
+                     ("best_run_flop", last_run_flop), ("best_run_eff_flop", best_eff),
+                     ("capability", float(ec.capability(best_eff, model.g_coef, model.gamma))),
+                     ("revenue", revenue), ("revenue_ewma", revenue), ("rev_n", 1), ("other_funding", other_funding),
+                     ("rd_share", cfg.efficiency.rd_share_init if rd_share is None else rd_share),
+                     ("spent_last", math.inf),  # actual spend last month (unknown before the first month)
+                     ("run_start", model.t), ("run_len", cfg.training.run_months),
+                     ("unit_price", model.reference_price()), ("excl_with", -1), ("excl_until", -1)):
+            C[k][slot] = v
+        table.rev_hist[slot, 0] = revenue
 
     @property
     def request(self) -> tuple[float, int] | None:
@@ -581,11 +560,34 @@ class Lab(MarketAgent):
         k = min(n, LabTable.HIST)
         return [float(self._table.rev_hist[self.slot, i % LabTable.HIST]) for i in range(n - k, n)]
 
+    @property
+    def equity(self) -> dict[str, float]:
+        """The cap table: the share of the lab held by its investors and by each cloud that took a stake."""
+        out = {"investors": self.investor_share} if self.investor_share > 0 else {}
+        out.update(self._stakes)
+        return out
+
     def dilute(self, holder: str, share: float) -> None:
         """Issue ``share`` of the post-money equity to ``holder``; existing holders are diluted."""
-        for k in self.equity:
-            self.equity[k] *= 1.0 - share
-        self.equity[holder] = self.equity.get(holder, 0.0) + share
+        Lab.dilute_many(self.model, np.array([self.slot]), np.array([share]), holder)
+
+    @staticmethod
+    def dilute_many(model, slots: np.ndarray, share: np.ndarray, holder: str = "investors") -> None:
+        """dilute for many labs (lab-table rows) at once, each issuing its ``share`` to ``holder``. Investors'
+        shares are a lab-table column; the stakes of clouds (few) are kept per lab."""
+        C, labs = model.lab_table.cols, model.labs
+        keep = 1.0 - share
+        C["investor_share"][slots] *= keep
+        if holder == "investors":
+            C["investor_share"][slots] += share
+        for i in np.flatnonzero(C["cloud_equity"][slots] > 0).tolist():
+            st, f = labs[int(slots[i])]._stakes, float(keep[i])
+            for k in st:
+                st[k] *= f
+        if holder != "investors":
+            for i, sh in zip(slots.tolist(), share.tolist(), strict=True):
+                st = labs[i]._stakes
+                st[holder] = st.get(holder, 0.0) + sh
 
     @staticmethod
     def from_spec(model, spec) -> Lab:
@@ -731,9 +733,8 @@ class Lab(MarketAgent):
         C["cap_train_spend"][slots] = np.where(better, cost / m.cfg.training.final_run_share,
                                                C["cap_train_spend"][slots])
         C["capability"][slots] = np.maximum(C["capability"][slots], q)
-        for i, p, e, c, qi in zip(slots.tolist(), phys.tolist(), eff_flop.tolist(), cost.tolist(), q.tolist(),
-                                  strict=True):
-            m.record_run(m.labs[i], p, e, c, qi)
+        m.record_runs([m.labs[i] for i in slots.tolist()], phys.tolist(), eff_flop.tolist(), cost.tolist(),
+                      np.asarray(q, dtype=float).tolist())
         C["run_flop"][slots] = 0.0
         C["run_hw_flop"][slots] = 0.0
         C["run_cost"][slots] = 0.0

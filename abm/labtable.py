@@ -17,7 +17,8 @@ class LabTable:
     FLOATS = ("spend_rate", "spent_last", "rd_share", "revenue", "revenue_ewma", "other_funding", "compute",
               "compute_paid", "compute_train", "unit_price", "market_share", "run_flop", "run_hw_flop",
               "run_cost", "rd_spend", "desired", "log_eff", "capability", "capital_raised", "cloud_equity", "spot_bought",
-              "spot_paid", "spot_eff", "best_run_flop", "best_run_eff_flop", "req_volume", "ask", "last_run_cost", "cap_train_spend")
+              "spot_paid", "spot_eff", "best_run_flop", "best_run_eff_flop", "req_volume", "ask", "last_run_cost", "cap_train_spend",
+              "investor_share")
     INTS = ("req_term", "run_start", "run_len", "birth", "exit_t", "excl_with", "excl_until", "rev_n", "uid", "acct")
     BOOLS = ("alive", "insolvent", "seeking", "restricted", "small", "probe", "rd_fixed")
     HIST = 13  # months of revenue kept (revenue growth over a year)

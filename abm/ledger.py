@@ -198,10 +198,12 @@ _FIELDS = {
 class ContractBook:
     """All contracts as columns of numpy arrays, grown by doubling.
 
-    ``version`` counts changes (additions and closings) so that quantities derived from the book, such as
-    each lab's remaining obligations, can be cached until the book changes. The rows of active reserved and
-    equity-for-compute contracts are kept as a cached index, so monthly scans do not touch the (many) spot
-    and chip-order rows.
+    ``version`` counts changes (additions and closings) so that quantities derived from the book can be
+    cached until the book changes. The rows of active reserved and equity-for-compute contracts (the
+    capacity rows) are kept as an index in ascending order, so monthly scans do not touch the (many) spot
+    and chip-order rows. The index grows by appending when such a contract is signed; ``epoch`` counts the
+    other changes to it (closings). Within one epoch the index only grows at its end, so a per-lab sum over
+    it can be extended with the new rows instead of recomputed (:meth:`abm.world.World.per_buyer`).
     """
 
     def __init__(self, capacity: int = 256):
@@ -209,7 +211,10 @@ class ContractBook:
         self.cols = {k: np.zeros(capacity, dtype=t) for k, t in _FIELDS.items()}
         self.cols["closed"][:] = -1
         self.version = 0
-        self._active: np.ndarray | None = np.zeros(0, dtype=np.int64)
+        self.epoch = 0
+        self._active_buf = np.zeros(64, dtype=np.int64)  # the capacity rows, ascending, in [:_n_active]
+        self._n_active = 0
+        self._active: np.ndarray | None = self._active_buf[:0]
         self._active_cols: dict | None = None
 
     def __len__(self) -> int:
@@ -250,7 +255,7 @@ class ContractBook:
         if status != "active":
             self.cols["closed"][i] = signed
         self.n += 1
-        self._changed(row["kind"] in (0, 3) and status == "active")
+        self._changed(np.array([i]) if row["kind"] in (0, 3) and status == "active" else None)
         return i
 
     def add_many(self, **cols) -> np.ndarray:
@@ -271,12 +276,21 @@ class ContractBook:
                 self.cols[k][sl] = 0
         self.n += m
         kind, status = self.cols["kind"][sl], self.cols["status"][sl]
-        self._changed(bool(np.any((status == 0) & ((kind == 0) | (kind == 3)))))
+        new = np.flatnonzero((status == 0) & ((kind == 0) | (kind == 3)))
+        self._changed(new + sl.start if new.size else None)
         return np.arange(sl.start, sl.stop)
 
-    def _changed(self, capacity_rows: bool) -> None:
+    def _changed(self, appended: np.ndarray | None) -> None:
+        """Count a change; ``appended``: new capacity rows (all after every row of the index), or None."""
         self.version += 1
-        if capacity_rows:
+        if appended is not None:
+            k, m = self._n_active, appended.size
+            if k + m > self._active_buf.size:
+                buf = np.zeros(max(2 * self._active_buf.size, k + m), dtype=np.int64)
+                buf[:k] = self._active_buf[:k]
+                self._active_buf = buf
+            self._active_buf[k: k + m] = appended
+            self._n_active = k + m
             self._active = None
             self._active_cols = None
 
@@ -304,9 +318,7 @@ class ContractBook:
     def active_capacity_rows(self) -> np.ndarray:
         """Row indices of active reserved and equity-for-compute contracts (cached until the book changes)."""
         if self._active is None:
-            kind = self.cols["kind"][: self.n]
-            status = self.cols["status"][: self.n]
-            self._active = np.flatnonzero((status == 0) & ((kind == 0) | (kind == 3)))
+            self._active = self._active_buf[: self._n_active]
         return self._active
 
     def profile(self, row: int, horizon: int) -> np.ndarray:
@@ -338,6 +350,15 @@ class ContractBook:
         """Set the status of contracts and the month they closed."""
         rows = np.asarray(rows, dtype=int)
         if rows.size:
+            active = self.active_capacity_rows()
+            closing = np.isin(active, rows)
             self.cols["status"][rows] = STATUSES.index(status)
             self.cols["closed"][rows] = t
-            self._changed(True)
+            self.version += 1
+            if closing.any():
+                kept = active[~closing]
+                self._active_buf = np.concatenate([kept, np.zeros(max(64, kept.size), dtype=np.int64)])
+                self._n_active = kept.size
+                self._active = None
+                self._active_cols = None
+                self.epoch += 1

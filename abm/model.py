@@ -110,8 +110,7 @@ class ComputeMarket(World):
                 self.endow(lab, float(cash[k]))
                 lab.capital_raised = float(cash[k])
                 self.add_lab(lab)
-        for lab in self.labs:
-            lab.start_spending()
+        Lab.start_spending_all(self, np.arange(len(self.labs)))
 
     def _parse_events(self) -> dict[int, list]:
         """The scenario's events by the month index they are due."""

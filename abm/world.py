@@ -221,10 +221,15 @@ class World(mesa.Model):
 
     def log_event(self, kind: str, who: str, detail: str = "", value: float = 0.0) -> None:
         """Append to the events ledger (events, entries, exits, defaults)."""
+        self.log_events(kind, (who,), (detail,), (value,))
+
+    def log_events(self, kind: str, who, details, values) -> None:
+        """Append many events of one kind this month: sequences of agent names, details and values."""
         if self._label_t != self.t:
             self._label, self._label_t = month_label(self.cfg.run.start, self.t), self.t
-        self.events_log.append({"month": self._label, "step": self.t, "event": kind,
-                                "agent": who, "detail": detail, "value_usd": value})
+        label, t = self._label, self.t
+        self.events_log.extend([{"month": label, "step": t, "event": kind, "agent": w, "detail": d, "value_usd": v}
+                                for w, d, v in zip(who, details, values, strict=True)])
 
     # ------------------------------------------------------------------ who may trade with whom
     def may_buy(self, cloud: CloudProvider, vendor: ChipVendor) -> bool:
@@ -282,41 +287,76 @@ class World(mesa.Model):
             self._book_cache[name] = hit
         return hit[1]
 
+    def per_buyer(self, name: str, values) -> np.ndarray:
+        """Sum of ``values(rows)`` over the active capacity contracts per buyer, indexed by unique_id (for
+        ``held``, (unique_id, cloud index) by seller), kept for the month.
+
+        A contract's value does not change within a month, so each contract's value is computed once a
+        month and kept beside the capacity index: contracts signed since the last call are added to the
+        kept sums one by one in row order, which gives the same floating-point sums as :meth:`by_buyer`
+        over all rows (it adds in row order too); after a closing (a new ``book.epoch``) the sums are
+        recomputed from the kept values of the contracts still active; new labs get zeros."""
+        book = self.book
+        rows = book.active_capacity_rows()
+        hit = self._book_cache.get(name)
+        if hit is not None and hit[0] == (self.t, len(self.clouds)):
+            _, epoch, kept_rows, kept, out = hit
+            if epoch == book.epoch and kept_rows.size == rows.size and out.shape[0] == self.uid_cap:
+                return out
+        else:
+            epoch, kept_rows, kept, out = -1, rows[:0], np.zeros(0), None
+        held = name == "held"
+        if epoch == book.epoch:  # only appended since: extend the kept sums
+            new = rows[kept_rows.size:]
+            vals = values(new)
+            grown = np.zeros((self.uid_cap, *out.shape[1:]))
+            grown[: out.shape[0]] = out
+            out = grown
+            if new.size:
+                if held:
+                    np.add.at(out, (book.cols["buyer"][new], self.seller_idx(new)), vals)
+                else:
+                    np.add.at(out, book.cols["buyer"][new], vals)
+            vals = np.concatenate([kept, vals])
+        else:  # closings (or a new month): the values of the rows kept, computed for the others
+            n_old = int(np.searchsorted(rows, kept_rows[-1], side="right")) if kept_rows.size else 0
+            pos = np.searchsorted(kept_rows, rows[:n_old])
+            if kept_rows.size and np.array_equal(kept_rows[np.minimum(pos, kept_rows.size - 1)], rows[:n_old]):
+                vals = np.concatenate([kept[pos], values(rows[n_old:])])
+            else:
+                vals = values(rows)
+            if held:
+                out = np.zeros((self.uid_cap, len(self.clouds)))
+                np.add.at(out, (book.cols["buyer"][rows], self.seller_idx(rows)), vals)
+            else:
+                out = self.by_buyer(rows, vals)
+        self._book_cache[name] = ((self.t, len(self.clouds)), book.epoch, rows, vals, out)
+        return out
+
     def obligations_by_uid(self, after_this_month: bool = False) -> np.ndarray:
         """Money each lab is committed to pay under its active contracts, indexed by unique_id: the full
         remaining schedule (ramps included) at the contracts' prices and take-or-pay shares, from this month
         on, or from next month on with ``after_this_month`` (what is left once this month is settled)."""
-        def compute():
-            rows = self.book.active_capacity_rows()
-            owed = self.book.remaining_value(self.t + int(after_this_month), rows)
-            return self.by_buyer(rows, owed * self.book.cols["take_or_pay"][rows])
-        return self._cached("obligations_after" if after_this_month else "obligations", compute)
+        t = self.t + int(after_this_month)
+        b = self.book
+        return self.per_buyer("obligations_after" if after_this_month else "obligations",
+                              lambda rows: b.remaining_value(t, rows) * b.cols["take_or_pay"][rows])
 
     def contracted_by_uid(self) -> np.ndarray:
         """Effective H100e each lab holds under contract this month, by unique_id (a contract in its last
         month still counts: its renewal is signed next month, when it has ended, so no month is bought twice)."""
-        def compute():
-            rows = self.book.active_capacity_rows()
-            now = self.book.volume_at(self.t, rows)
-            return self.by_buyer(rows, now * self.book.cols["eff_factor"][rows])
-        return self._cached("contracted", compute)
+        b = self.book
+        return self.per_buyer("contracted", lambda rows: b.volume_at(self.t, rows) * b.cols["eff_factor"][rows])
 
     def dues_by_uid(self) -> np.ndarray:
         """Money each lab must pay this month under its active contracts (take-or-pay), by unique_id."""
-        def compute():
-            rows = self.book.active_capacity_rows()
-            due = self.book.volume_at(self.t, rows) * self.book.cols["price"][rows] * self.book.cols["take_or_pay"][rows]
-            return self.by_buyer(rows, due)
-        return self._cached("dues", compute)
+        b = self.book
+        return self.per_buyer("dues", lambda rows: b.volume_at(self.t, rows) * b.cols["price"][rows]
+                              * b.cols["take_or_pay"][rows])
 
     def held_by_uid(self) -> np.ndarray:
         """Nominal H100e each lab holds this month at each cloud: array (unique_id, cloud index)."""
-        def compute():
-            rows = self.book.active_capacity_rows()
-            out = np.zeros((self.uid_cap, len(self.clouds)))
-            np.add.at(out, (self.book.cols["buyer"][rows], self.seller_idx(rows)), self.book.volume_at(self.t, rows))
-            return out
-        return self._cached("held", compute)
+        return self.per_buyer("held", lambda rows: self.book.volume_at(self.t, rows))
 
     # ------------------------------------------------------------------ labs' finances
     def lab_rows(self, labs) -> np.ndarray:
@@ -470,19 +510,29 @@ class World(mesa.Model):
     # ------------------------------------------------------------------ training runs and the frontier
     def record_run(self, lab: Lab, phys: float, eff: float, cost: float, q: float) -> None:
         """Log a completed training run with the capability it reached (and keep the record run)."""
-        if eff > self.record_eff_flop:
-            self.record_eff_flop = eff
-            self.record_run_now = (math.log(max(phys, 1.0)), lab.log_eff)
-            self.record_train_spend = cost / self.cfg.training.final_run_share
-        self.runs_log.append({"step": self.t, "lab": lab.name, "physical_flop": phys, "effective_flop": eff,
-                              "cost_usd": cost, "capability": q})
-        if phys >= LARGE_RUN_FLOP:
-            self.large_runs += 1
+        self.record_runs([lab], [phys], [eff], [cost], [q])
+
+    def record_runs(self, labs, phys: list, eff: list, cost: list, q: list) -> None:
+        """Log completed training runs, in order (lists of labs, physical and effective FLOP, costs and
+        capabilities): the runs log, the record run (the first run above the record with the most effective
+        FLOP), the count of large runs and the largest runs of the last 12 months."""
+        if not eff:
+            return
+        best = max(range(len(eff)), key=eff.__getitem__)  # the first of the largest
+        if eff[best] > self.record_eff_flop:
+            self.record_eff_flop = eff[best]
+            self.record_run_now = (math.log(max(phys[best], 1.0)), labs[best].log_eff)
+            self.record_train_spend = cost[best] / self.cfg.training.final_run_share
+        t = self.t
+        self.runs_log.extend([{"step": t, "lab": lab.name, "physical_flop": p, "effective_flop": e, "cost_usd": c,
+                               "capability": qi} for lab, p, e, c, qi in zip(labs, phys, eff, cost, q, strict=True)])
+        self.large_runs += sum(p >= LARGE_RUN_FLOP for p in phys)
         # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
         recent = self._recent_runs
-        while recent and recent[-1][1] < phys:
-            recent.pop()
-        recent.append((self.t, phys, cost))
+        for p, c in zip(phys, cost, strict=True):
+            while recent and recent[-1][1] < p:
+                recent.pop()
+            recent.append((t, p, c))
 
     def frontier_run_cost(self) -> float:
         """Cost of the largest run (physical FLOP) completed in the last 12 months; 0 if none."""

@@ -115,10 +115,9 @@ def _close_rounds(m, seekers: np.ndarray, grant: np.ndarray) -> None:
     C["capital_raised"][s] += amount
     Lab.start_spending_all(m, s)
     C["seeking"][s] = False
-    for slot, sh, a in zip(s.tolist(), share.tolist(), amount.tolist(), strict=True):
-        lab = m.labs[slot]
-        lab.dilute("investors", sh)
-        m.log_event("raise", lab.name, f"{sh:.3f} of equity", a)
+    Lab.dilute_many(m, s, share)
+    m.log_events("raise", [m.labs[i].name for i in s.tolist()], [f"{sh:.3f} of equity" for sh in share.tolist()],
+                 amount.tolist())
 
 
 def equity_for_compute(m, seekers: list[Lab]) -> None:

@@ -115,10 +115,16 @@ def frontier_slopes(m) -> tuple[float, float]:
     """Monthly trends of the frontier's capability and ln efficiency (last 36 months), each blended with its
     prior: ln efficiency grows at ln(efficiency_growth_prior)/12, capability at γ(ln compute prior +
     ln efficiency prior)/12 (capability is γ ln effective compute, S1)."""
+    key = (len(m.q_front_hist), len(m.eff_front_hist), m.gamma, id(m.cfg))  # the histories only grow
+    hit = m.__dict__.get("_frontier_slopes")
+    if hit is not None and hit[0] == key:
+        return hit[1]
     en = m.cfg.entry
     e_prior = math.log(en.efficiency_growth_prior) / 12
     q_prior = m.gamma * (math.log(en.frontier_compute_growth_prior) / 12 + e_prior)
-    return _blended_trend(m.q_front_hist, q_prior), _blended_trend(m.eff_front_hist, e_prior)
+    slopes = _blended_trend(m.q_front_hist, q_prior), _blended_trend(m.eff_front_hist, e_prior)
+    m._frontier_slopes = (key, slopes, m.cfg)  # (the scenario kept alive so that its id is not reused)
+    return slopes
 
 
 def projected_frontier(m, horizon: int) -> float:
@@ -252,24 +258,32 @@ def candidates(m) -> dict:
 
 def admit(m, funded: dict) -> None:
     """Entrants whose seed round closed enter as small labs with the seed from the investor pool (S9)."""
-    for seed, frac, eff, q0 in zip(funded["seed"].tolist(), funded["fraction"].tolist(),
-                                   funded["efficiency"].tolist(), funded["q_start"].tolist(), strict=True):
-        lab = found(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", seed, eff, q0, "investor_pool")
-        m.entries += 1
-        m.log_event("entry", lab.name, f"efficiency {frac:.2f} of frontier", seed)
+    first = len(m.labs)
+    names = []
+    for seed, eff, q0 in zip(funded["seed"].tolist(), funded["efficiency"].tolist(), funded["q_start"].tolist(),
+                             strict=True):
+        names.append(found(m, f"Entrant-{m.t:03d}-{len(m.labs):04d}", seed, eff, q0, "investor_pool",
+                           start=False).name)
+    Lab.start_spending_all(m, np.arange(first, len(m.labs)))
+    m.entries += len(names)
+    m.log_events("entry", names, [f"efficiency {frac:.2f} of frontier" for frac in funded["fraction"].tolist()],
+                 funded["seed"].tolist())
 
 
 def found(m, name: str, seed: float, efficiency: float, q_start: float, payer: str,
-          rd_share: float | None = None) -> Lab:
+          rd_share: float | None = None, start: bool = True) -> Lab:
     """A new small lab with ``seed`` of cash from ``payer`` (all equity to investors), ``efficiency``, and the
-    capability ``q_start`` of the open model it starts from; it starts spending this month."""
+    capability ``q_start`` of the open model it starts from; it starts spending this month (``start``; False
+    leaves that to the caller, which starts many at once)."""
     eff_flop = float(ec.effective_flop_for_capability(q_start, m.g_coef, m.gamma))
     lab = Lab(m, name, "small", efficiency=efficiency, last_run_flop=eff_flop / efficiency, rd_share=rd_share)
     m.ledger.transfer(payer, lab, seed, "seed_round")
-    lab.capital_raised = seed
-    lab.dilute("investors", 1.0)
+    C = m.lab_table.cols
+    C["capital_raised"][lab.slot] = seed
+    C["investor_share"][lab.slot] = 1.0  # all of it (a new lab has no other holder)
     m.add_lab(lab)
-    lab.start_spending()
+    if start:
+        lab.start_spending()
     return lab
 
 
