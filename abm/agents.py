@@ -733,8 +733,8 @@ class Lab(MarketAgent):
         C["cap_train_spend"][slots] = np.where(better, cost / m.cfg.training.final_run_share,
                                                C["cap_train_spend"][slots])
         C["capability"][slots] = np.maximum(C["capability"][slots], q)
-        m.record_runs([m.labs[i] for i in slots.tolist()], phys.tolist(), eff_flop.tolist(), cost.tolist(),
-                      np.asarray(q, dtype=float).tolist())
+        m.record_runs([m.labs[i] for i in slots.tolist()], phys, eff_flop, cost,
+                      np.asarray(q, dtype=float))
         C["run_flop"][slots] = 0.0
         C["run_hw_flop"][slots] = 0.0
         C["run_cost"][slots] = 0.0

@@ -212,6 +212,7 @@ class ContractBook:
         self.cols["closed"][:] = -1
         self.version = 0
         self.epoch = 0
+        self.last_kept: tuple[int, np.ndarray] | None = None  # (epoch before, rows of the index kept)
         self._active_buf = np.zeros(64, dtype=np.int64)  # the capacity rows, ascending, in [:_n_active]
         self._n_active = 0
         self._active: np.ndarray | None = self._active_buf[:0]
@@ -356,6 +357,8 @@ class ContractBook:
             self.cols["closed"][rows] = t
             self.version += 1
             if closing.any():
+                # What the last closing kept of the index as it was (for World.row_values).
+                self.last_kept = (self.epoch, ~closing)
                 kept = active[~closing]
                 self._active_buf = np.concatenate([kept, np.zeros(max(64, kept.size), dtype=np.int64)])
                 self._n_active = kept.size

@@ -102,7 +102,7 @@ def collect_row(m, month=None) -> dict:
     wm = ship_now[merch] if ship_now[merch].sum() > 0 else np.array([v.capacity for v in m.vendors])[merch]
     merchant_price = float(np.dot(wm, prices[merch]) / wm.sum()) if wm.sum() > 0 else 0.0
     rows = m.book.active_capacity_rows()
-    backlog = float(m.book.remaining_value(t + 1, rows).sum()) if rows.size else 0.0
+    backlog = float(m.row_values("owed_next").sum()) if rows.size else 0.0
     return {
         "month": month_label(m.cfg.run.start, t),
         "step": t,

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import economics as ec
 from .labtable import LabTable
+from .logs import ColumnLog
 from .ledger import ContractBook, Ledger
 from .scenario import Scenario
 from .timeline import month_label
@@ -141,6 +142,7 @@ class World(mesa.Model):
         self.committed = np.zeros((0, cfg.run.months + HEADROOM_MONTHS))
         self._network_key = None
         self._book_cache: dict = {}
+        self._row_cache: dict = {}  # per-contract values of the month (row_values)
         self.labs_version = 0  # bumped whenever a lab enters or exits
         self._alive_key = -1
         self.uid_cap = 1  # one more than the largest lab unique_id (length of per-uid arrays)
@@ -149,7 +151,7 @@ class World(mesa.Model):
         self.entry_cache = None  # (key, terms) of the entry market this month (see markets.entry.entry_terms)
         self.probe_rng: np.random.Generator | None = None  # probe entrants' own stream (markets.entry.admit_probe)
         self._label_t = -1
-        self.events_log: list[dict] = []
+        self.events_log = ColumnLog(("month", "step", "event", "agent", "detail", "value_usd"))
         self.env = Environment(cfg)
         # Prices and signals every agent sees.
         self.spot_price = cfg.background.reference_price_usd_hour * ec.HOURS_PER_MONTH
@@ -171,7 +173,7 @@ class World(mesa.Model):
         self.chip_spend_month = 0.0
         self.chip_units_month = 0.0
         # Histories and records.
-        self.runs_log: list[dict] = []
+        self.runs_log = ColumnLog(("step", "lab", "physical_flop", "effective_flop", "cost_usd", "capability"))
         self.large_runs = 0  # completed runs of at least LARGE_RUN_FLOP physical FLOP
         self._recent_runs: deque = deque()
         self.eff_front_hist: list[float] = []  # ln frontier efficiency (best among alive labs), monthly
@@ -224,12 +226,12 @@ class World(mesa.Model):
         self.log_events(kind, (who,), (detail,), (value,))
 
     def log_events(self, kind: str, who, details, values) -> None:
-        """Append many events of one kind this month: sequences of agent names, details and values."""
+        """Append many events of one kind this month: sequences of agent names, details (or a
+        :class:`abm.logs.Formatted` column) and values."""
         if self._label_t != self.t:
             self._label, self._label_t = month_label(self.cfg.run.start, self.t), self.t
-        label, t = self._label, self.t
-        self.events_log.extend([{"month": label, "step": t, "event": kind, "agent": w, "detail": d, "value_usd": v}
-                                for w, d, v in zip(who, details, values, strict=True)])
+        self.events_log.extend(month=self._label, step=self.t, event=kind, agent=list(who), detail=details,
+                               value_usd=values)
 
     # ------------------------------------------------------------------ who may trade with whom
     def may_buy(self, cloud: CloudProvider, vendor: ChipVendor) -> bool:
@@ -287,76 +289,103 @@ class World(mesa.Model):
             self._book_cache[name] = hit
         return hit[1]
 
+    def row_values(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """A quantity of each active capacity contract this month (aligned with ``book.active_capacity_rows()``,
+        or for ``rows``): ``volume`` (nominal H100e delivered this month, ContractBook.volume_at), ``owed``
+        (money still owed from this month on, ContractBook.remaining_value) or ``owed_next`` (from next month
+        on). For the active contracts the values are kept for the month: a contract's values do not change
+        within it, so only contracts signed since are computed, and a closing drops the closed ones."""
+        book = self.book
+        active = book.active_capacity_rows()
+        t = self.t + (name == "owed_next")
+        fn = book.volume_at if name == "volume" else book.remaining_value
+        if rows is not None and rows is not active:
+            return fn(t, rows)
+        hit = self._row_cache.get(name)
+        if hit is not None and hit[0] == self.t:
+            kept_rows, kept, epoch = hit[1], hit[2], hit[3]
+            if kept_rows is active:
+                return kept
+            if epoch == book.epoch:  # contracts were only signed since: the kept rows come first
+                vals = np.concatenate([kept, fn(t, active[kept_rows.size:])])
+                self._row_cache[name] = (self.t, active, vals, epoch)
+                return vals
+            last = book.last_kept
+            if last is not None and last[0] == epoch and book.epoch == epoch + 1 and kept_rows.size <= last[1].size:
+                # One closing since, of rows of the index as it was then (the kept rows came first in it).
+                keep = last[1][: kept_rows.size]
+                vals = np.concatenate([kept[keep], fn(t, active[int(keep.sum()):])])
+                self._row_cache[name] = (self.t, active, vals, book.epoch)
+                return vals
+            n_old = int(np.searchsorted(active, kept_rows[-1], side="right")) if kept_rows.size else 0
+            pos = np.searchsorted(kept_rows, active[:n_old])
+            if kept_rows.size and np.array_equal(kept_rows[np.minimum(pos, kept_rows.size - 1)], active[:n_old]):
+                vals = np.concatenate([kept[pos], fn(t, active[n_old:])])
+            else:
+                vals = fn(t, active)
+        else:
+            vals = fn(t, active)
+        self._row_cache[name] = (self.t, active, vals, book.epoch)
+        return vals
+
     def per_buyer(self, name: str, values) -> np.ndarray:
         """Sum of ``values(rows)`` over the active capacity contracts per buyer, indexed by unique_id (for
         ``held``, (unique_id, cloud index) by seller), kept for the month.
 
-        A contract's value does not change within a month, so each contract's value is computed once a
-        month and kept beside the capacity index: contracts signed since the last call are added to the
-        kept sums one by one in row order, which gives the same floating-point sums as :meth:`by_buyer`
-        over all rows (it adds in row order too); after a closing (a new ``book.epoch``) the sums are
-        recomputed from the kept values of the contracts still active; new labs get zeros."""
+        Contracts signed since the last call are added to the kept sums one by one, in row order, which
+        gives the same floating-point sums as :meth:`by_buyer` over all rows (it adds in row order too);
+        after a closing (a new ``book.epoch``) the sums are recomputed, from values kept for the month
+        (:meth:`row_values`); new labs get zeros."""
         book = self.book
         rows = book.active_capacity_rows()
         hit = self._book_cache.get(name)
-        if hit is not None and hit[0] == (self.t, len(self.clouds)):
-            _, epoch, kept_rows, kept, out = hit
-            if epoch == book.epoch and kept_rows.size == rows.size and out.shape[0] == self.uid_cap:
-                return out
-        else:
-            epoch, kept_rows, kept, out = -1, rows[:0], np.zeros(0), None
+        key = (self.t, len(self.clouds), book.epoch)
         held = name == "held"
-        if epoch == book.epoch:  # only appended since: extend the kept sums
-            new = rows[kept_rows.size:]
-            vals = values(new)
+        if hit is not None and hit[0] == key:
+            done, out = hit[1], hit[2]
+            if done == rows.size and out.shape[0] == self.uid_cap:
+                return out
+            new = rows[done:]
             grown = np.zeros((self.uid_cap, *out.shape[1:]))
             grown[: out.shape[0]] = out
             out = grown
             if new.size:
                 if held:
-                    np.add.at(out, (book.cols["buyer"][new], self.seller_idx(new)), vals)
+                    np.add.at(out, (book.cols["buyer"][new], self.seller_idx(new)), values(new))
                 else:
-                    np.add.at(out, book.cols["buyer"][new], vals)
-            vals = np.concatenate([kept, vals])
-        else:  # closings (or a new month): the values of the rows kept, computed for the others
-            n_old = int(np.searchsorted(rows, kept_rows[-1], side="right")) if kept_rows.size else 0
-            pos = np.searchsorted(kept_rows, rows[:n_old])
-            if kept_rows.size and np.array_equal(kept_rows[np.minimum(pos, kept_rows.size - 1)], rows[:n_old]):
-                vals = np.concatenate([kept[pos], values(rows[n_old:])])
-            else:
-                vals = values(rows)
-            if held:
-                out = np.zeros((self.uid_cap, len(self.clouds)))
-                np.add.at(out, (book.cols["buyer"][rows], self.seller_idx(rows)), vals)
-            else:
-                out = self.by_buyer(rows, vals)
-        self._book_cache[name] = ((self.t, len(self.clouds)), book.epoch, rows, vals, out)
+                    np.add.at(out, book.cols["buyer"][new], values(new))
+        elif held:
+            out = np.zeros((self.uid_cap, len(self.clouds)))
+            np.add.at(out, (book.cols["buyer"][rows], self.seller_idx(rows)), values(rows))
+        else:
+            out = self.by_buyer(rows, values(rows))
+        self._book_cache[name] = (key, rows.size, out)
         return out
 
     def obligations_by_uid(self, after_this_month: bool = False) -> np.ndarray:
         """Money each lab is committed to pay under its active contracts, indexed by unique_id: the full
         remaining schedule (ramps included) at the contracts' prices and take-or-pay shares, from this month
         on, or from next month on with ``after_this_month`` (what is left once this month is settled)."""
-        t = self.t + int(after_this_month)
-        b = self.book
+        owed = "owed_next" if after_this_month else "owed"
+        top = self.book.cols["take_or_pay"]
         return self.per_buyer("obligations_after" if after_this_month else "obligations",
-                              lambda rows: b.remaining_value(t, rows) * b.cols["take_or_pay"][rows])
+                              lambda rows: self.row_values(owed, rows) * top[rows])
 
     def contracted_by_uid(self) -> np.ndarray:
         """Effective H100e each lab holds under contract this month, by unique_id (a contract in its last
         month still counts: its renewal is signed next month, when it has ended, so no month is bought twice)."""
-        b = self.book
-        return self.per_buyer("contracted", lambda rows: b.volume_at(self.t, rows) * b.cols["eff_factor"][rows])
+        eff = self.book.cols["eff_factor"]
+        return self.per_buyer("contracted", lambda rows: self.row_values("volume", rows) * eff[rows])
 
     def dues_by_uid(self) -> np.ndarray:
         """Money each lab must pay this month under its active contracts (take-or-pay), by unique_id."""
-        b = self.book
-        return self.per_buyer("dues", lambda rows: b.volume_at(self.t, rows) * b.cols["price"][rows]
-                              * b.cols["take_or_pay"][rows])
+        b = self.book.cols
+        return self.per_buyer("dues", lambda rows: self.row_values("volume", rows) * b["price"][rows]
+                              * b["take_or_pay"][rows])
 
     def held_by_uid(self) -> np.ndarray:
         """Nominal H100e each lab holds this month at each cloud: array (unique_id, cloud index)."""
-        return self.per_buyer("held", lambda rows: self.book.volume_at(self.t, rows))
+        return self.per_buyer("held", lambda rows: self.row_values("volume", rows))
 
     # ------------------------------------------------------------------ labs' finances
     def lab_rows(self, labs) -> np.ndarray:
@@ -401,7 +430,7 @@ class World(mesa.Model):
         rows = self.book.active_capacity_rows()
         if rows.size == 0 or slots.size == 0:
             return np.zeros(slots.size)
-        vol = self.book.volume_at(self.t, rows) * self.delivery_ratio()[self.seller_idx(rows)]
+        vol = self.row_values("volume") * self.delivery_ratio()[self.seller_idx(rows)]
         per_uid = self.by_buyer(rows, vol * self.book.cols["eff_factor"][rows])
         return per_uid[self.lab_table.cols["uid"][slots]]
 
@@ -512,20 +541,21 @@ class World(mesa.Model):
         """Log a completed training run with the capability it reached (and keep the record run)."""
         self.record_runs([lab], [phys], [eff], [cost], [q])
 
-    def record_runs(self, labs, phys: list, eff: list, cost: list, q: list) -> None:
-        """Log completed training runs, in order (lists of labs, physical and effective FLOP, costs and
-        capabilities): the runs log, the record run (the first run above the record with the most effective
-        FLOP), the count of large runs and the largest runs of the last 12 months."""
-        if not eff:
+    def record_runs(self, labs, phys, eff, cost, q) -> None:
+        """Log completed training runs, in order (a list of labs; physical and effective FLOP, costs and
+        capabilities as lists or arrays): the runs log, the record run (the first run above the record with
+        the most effective FLOP), the count of large runs and the largest runs of the last 12 months."""
+        if not len(eff):
             return
+        t = self.t
+        self.runs_log.extend(step=t, lab=[lab.name for lab in labs], physical_flop=phys, effective_flop=eff,
+                             cost_usd=cost, capability=q)
+        phys, eff, cost = (v.tolist() if isinstance(v, np.ndarray) else v for v in (phys, eff, cost))
         best = max(range(len(eff)), key=eff.__getitem__)  # the first of the largest
         if eff[best] > self.record_eff_flop:
             self.record_eff_flop = eff[best]
             self.record_run_now = (math.log(max(phys[best], 1.0)), labs[best].log_eff)
             self.record_train_spend = cost[best] / self.cfg.training.final_run_share
-        t = self.t
-        self.runs_log.extend([{"step": t, "lab": lab.name, "physical_flop": p, "effective_flop": e, "cost_usd": c,
-                               "capability": qi} for lab, p, e, c, qi in zip(labs, phys, eff, cost, q, strict=True)])
         self.large_runs += sum(p >= LARGE_RUN_FLOP for p in phys)
         # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
         recent = self._recent_runs

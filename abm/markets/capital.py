@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import economics as ec
 from ..agents import Lab
+from ..logs import Formatted
 from . import entry
 from .contracting import quote_prices
 
@@ -116,8 +117,7 @@ def _close_rounds(m, seekers: np.ndarray, grant: np.ndarray) -> None:
     Lab.start_spending_all(m, s)
     C["seeking"][s] = False
     Lab.dilute_many(m, s, share)
-    m.log_events("raise", [m.labs[i].name for i in s.tolist()], [f"{sh:.3f} of equity" for sh in share.tolist()],
-                 amount.tolist())
+    m.log_events("raise", [m.labs[i].name for i in s.tolist()], Formatted("{:.3f} of equity", share), amount)
 
 
 def equity_for_compute(m, seekers: list[Lab]) -> None:
@@ -128,11 +128,12 @@ def equity_for_compute(m, seekers: list[Lab]) -> None:
     clouds = [c for c in m.clouds if c.kind == "hyperscaler" and c.cash > pol.equity_deal_min_cash_usd
               and m.t - c.last_equity_deal >= pol.equity_deal_interval_months]
     order = m.rng.permutation(len(clouds))
+    rows = m.lab_rows(seekers)
+    seeking = m.lab_table.cols["seeking"]
     for i in order:
         cloud = clouds[int(i)]
-        ok = m.eligible(seekers)[:, cloud.idx]
-        cands = [lab for lab, k in zip(seekers, ok.tolist(), strict=True)
-                 if k and lab.seeking and lab.unique_id not in cloud.equity_stakes]
+        ok = np.flatnonzero(m.eligible(rows)[:, cloud.idx] & seeking[rows])
+        cands = [lab for lab in (seekers[j] for j in ok.tolist()) if lab.unique_id not in cloud.equity_stakes]
         if not cands:
             continue
         lab, invest, price = _best_equity_deal(m, cloud, cands)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import economics as ec
 from ..agents import Lab
+from ..logs import Formatted
 from .contracting import sell_chance
 
 BARRIER_ITERATIONS = 60  # cap on the entrant-price fixed point iterations (converges in a few; ODD S9)
@@ -266,8 +267,7 @@ def admit(m, funded: dict) -> None:
                            start=False).name)
     Lab.start_spending_all(m, np.arange(first, len(m.labs)))
     m.entries += len(names)
-    m.log_events("entry", names, [f"efficiency {frac:.2f} of frontier" for frac in funded["fraction"].tolist()],
-                 funded["seed"].tolist())
+    m.log_events("entry", names, Formatted("efficiency {:.2f} of frontier", funded["fraction"]), funded["seed"])
 
 
 def found(m, name: str, seed: float, efficiency: float, q_start: float, payer: str,

@@ -39,10 +39,10 @@ def settle(m) -> None:
     # Contracts that have run their course complete.
     done = rows[m.book.cols["end"][rows] <= t]
     m.book.close(done, "completed", t)
-    rows = rows[m.book.cols["end"][rows] > t]
+    rows = m.book.active_capacity_rows()  # those whose end is after this month
     ratio = m.delivery_ratio()
     if rows.size:
-        vol = m.book.volume_at(t, rows) * ratio[m.seller_idx(rows)]
+        vol = m.row_values("volume") * ratio[m.seller_idx(rows)]
     else:
         vol = np.zeros(0)
     m.delivered_by_cloud = np.zeros(len(m.clouds))
