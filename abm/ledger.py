@@ -313,8 +313,12 @@ class ContractBook:
         """Nominal H100e each contract delivers in month ``t`` (ramps included; zero outside its term)."""
         start, end, vol, ramp = self._gather(rows, "start", "end", "volume", "ramp")
         on = (start <= t) & (t < end)
-        frac = np.where(ramp > 0, np.minimum(1.0, (t - start + 1) / np.maximum(ramp, 1)), 1.0)
-        return np.where(on, vol * frac, 0.0)
+        out = np.where(on, vol, 0.0)
+        ramped = np.flatnonzero(ramp > 0)  # few (equity-for-compute deals): the others deliver their volume
+        if ramped.size:
+            s, r = start[ramped], ramp[ramped]
+            out[ramped] = np.where(on[ramped], vol[ramped] * np.minimum(1.0, (t - s + 1) / r), 0.0)
+        return out
 
     def active_capacity_rows(self) -> np.ndarray:
         """Row indices of active reserved and equity-for-compute contracts (cached until the book changes)."""
@@ -338,13 +342,17 @@ class ContractBook:
         ramping form an arithmetic series. Take-or-pay shares are not applied here (see the callers).
         """
         s, e, r, vol, price = self._gather(rows, "start", "end", "ramp", "volume", "price")
-        k0 = np.maximum(t, s) - s + 1
-        k1 = e - s
-        n = np.maximum(k1 - k0 + 1, 0)
-        # Months still ramping: k in [k0, min(k1, ramp - 1)].
-        n_ramp = np.where(r > 0, np.maximum(np.minimum(k1, r - 1) - k0 + 1, 0), 0)
-        ramp_sum = n_ramp * (2 * k0 + n_ramp - 1) / 2.0 / np.maximum(r, 1)
-        units = (n - n_ramp) + ramp_sum
+        units = np.maximum(e - np.maximum(t, s), 0).astype(float)  # months left (flat contracts)
+        ramped = np.flatnonzero(r > 0)  # few (equity-for-compute deals)
+        if ramped.size:
+            s, e, r = s[ramped], e[ramped], r[ramped]
+            k0 = np.maximum(t, s) - s + 1
+            k1 = e - s
+            n = np.maximum(k1 - k0 + 1, 0)
+            # Months still ramping: k in [k0, min(k1, ramp - 1)].
+            n_ramp = np.maximum(np.minimum(k1, r - 1) - k0 + 1, 0)
+            ramp_sum = n_ramp * (2 * k0 + n_ramp - 1) / 2.0 / r
+            units[ramped] = (n - n_ramp) + ramp_sum
         return vol * units * price
 
     def close(self, rows, status: str, t: int) -> None:

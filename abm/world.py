@@ -145,6 +145,7 @@ class World(mesa.Model):
         self._row_cache: dict = {}  # per-contract values of the month (row_values)
         self.labs_version = 0  # bumped whenever a lab enters or exits
         self._alive_key = -1
+        self._alive: list = []
         self.uid_cap = 1  # one more than the largest lab unique_id (length of per-uid arrays)
         self._cloud_pos_n = -1
         self._p0 = None
@@ -392,6 +393,8 @@ class World(mesa.Model):
         """Lab-table rows of a list of labs (or the rows themselves when given an array)."""
         if isinstance(labs, np.ndarray):
             return labs
+        if labs is self._alive and self._alive_key == self.labs_version:
+            return self._alive_slots
         return np.array([lab.slot for lab in labs], dtype=np.int64)
 
     def lab_cash(self, labs) -> np.ndarray:
@@ -550,19 +553,22 @@ class World(mesa.Model):
         t = self.t
         self.runs_log.extend(step=t, lab=[lab.name for lab in labs], physical_flop=phys, effective_flop=eff,
                              cost_usd=cost, capability=q)
-        phys, eff, cost = (v.tolist() if isinstance(v, np.ndarray) else v for v in (phys, eff, cost))
-        best = max(range(len(eff)), key=eff.__getitem__)  # the first of the largest
+        phys, eff, cost = (np.asarray(v, dtype=float) for v in (phys, eff, cost))
+        best = int(np.argmax(eff))  # the first of the largest
         if eff[best] > self.record_eff_flop:
-            self.record_eff_flop = eff[best]
-            self.record_run_now = (math.log(max(phys[best], 1.0)), labs[best].log_eff)
-            self.record_train_spend = cost[best] / self.cfg.training.final_run_share
-        self.large_runs += sum(p >= LARGE_RUN_FLOP for p in phys)
-        # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals).
+            self.record_eff_flop = float(eff[best])
+            self.record_run_now = (math.log(max(float(phys[best]), 1.0)), labs[best].log_eff)
+            self.record_train_spend = float(cost[best]) / self.cfg.training.final_run_share
+        self.large_runs += int(np.count_nonzero(phys >= LARGE_RUN_FLOP))
+        # The largest run of the last 12 months, as a sliding-window maximum (earliest first among equals):
+        # runs smaller than a later one leave the window (a run stays unless a later one is larger).
         recent = self._recent_runs
-        for p, c in zip(phys, cost, strict=True):
-            while recent and recent[-1][1] < p:
-                recent.pop()
-            recent.append((t, p, c))
+        later = np.append(np.maximum.accumulate(phys[::-1])[::-1][1:], -np.inf)  # the largest later run
+        stay = np.flatnonzero(phys >= later)
+        top = float(phys[stay[0]])
+        while recent and recent[-1][1] < top:
+            recent.pop()
+        recent.extend((t, p, c) for p, c in zip(phys[stay].tolist(), cost[stay].tolist(), strict=True))
 
     def frontier_run_cost(self) -> float:
         """Cost of the largest run (physical FLOP) completed in the last 12 months; 0 if none."""

@@ -146,9 +146,9 @@ def sign_requests(m) -> None:
         i, bi, qi, pi = live[good], b[good], q[good], price[good]
         m.sign_reserved(uid[i], bi, qi, term[i], pi, eff[bi])
         m.reserved_volume += float(qi.sum())
-        m.reserved_value += float(qi @ pi)
+        m.reserved_value += float(np.dot(qi, pi))
         for group, mask in (("small", C["small"][reqs[i]]), ("frontier", np.isin(reqs[i], top))):
-            m.reserved_by_group[group] += np.array([qi[mask] @ eff[bi][mask], qi[mask] @ pi[mask]])
+            m.reserved_by_group[group] += np.array([np.dot(qi[mask], eff[bi][mask]), np.dot(qi[mask], pi[mask])])
         short = vol[i] - qi * eff[bi]
         s_ = short > ct.min_deal_h100e
         unmet += (ok[i[s_]] / n_ok[i[s_], None] * short[s_, None]).sum(axis=0)
