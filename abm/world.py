@@ -355,9 +355,10 @@ class World(mesa.Model):
                     np.add.at(out, (book.cols["buyer"][new], self.seller_idx(new)), values(new))
                 else:
                     np.add.at(out, book.cols["buyer"][new], values(new))
-        elif held:
-            out = np.zeros((self.uid_cap, len(self.clouds)))
-            np.add.at(out, (book.cols["buyer"][rows], self.seller_idx(rows)), values(rows))
+        elif held:  # (bincount adds in row order, as np.add.at would)
+            nc = len(self.clouds)
+            out = np.bincount(book.cols["buyer"][rows] * nc + self.seller_idx(rows), weights=values(rows),
+                              minlength=self.uid_cap * nc).reshape(self.uid_cap, nc)
         else:
             out = self.by_buyer(rows, values(rows))
         self._book_cache[name] = (key, rows.size, out)

@@ -78,29 +78,44 @@ def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
         if claimed > 0:
             realized = 1.0 - float(recovered.sum()) / claimed
             m.lgd_estimate = (1 - LGD_LEARNING) * m.lgd_estimate + LGD_LEARNING * realized
+    slots = np.array([lab.slot for lab, _ in leaving], dtype=np.int64)
+    C = m.lab_table.cols
+    C["alive"][slots] = False
+    C["exit_t"][slots] = m.t
     for lab, _ in leaving:
-        lab.alive = False
         lab.exit_month = m.t
-        lab.exit_t = m.t
-        m.exits += 1
-        for c in m.clouds:
-            c.equity_stakes.pop(lab.unique_id, None)
+    m.exits += len(leaving)
+    for c in m.clouds:
+        if c.equity_stakes:
+            for lab, _ in leaving:
+                c.equity_stakes.pop(lab.unique_id, None)
     m.labs_version += 1
-    # Know-how diffuses, exit by exit, to the labs still alive that are behind the one leaving.
+    # Know-how diffuses, exit by exit, to the labs still alive that are behind the one leaving. Efficiencies
+    # only rise, and never above the leaving lab's, so only labs behind the most efficient of those leaving
+    # (as they stand now) can change: the loop runs over them alone.
     ed = m.cfg.efficiency.exit_diffusion
-    log_eff = m.lab_table.cols["log_eff"][before]
-    changed = np.zeros(before.size, dtype=bool)
-    alive_now = np.ones(before.size, dtype=bool)
+    log_eff = m.lab_table.cols["log_eff"]
+    reach = float(log_eff[slots].max())
+    sub = before[log_eff[before] < reach]  # the labs that can be behind an exit
+    vals = log_eff[sub]
+    alive_now = np.ones(sub.size, dtype=bool)
+    changed = np.zeros(sub.size, dtype=bool)
+    n_alive = before.size
     for lab, _ in leaving:
-        j = int(np.searchsorted(before, lab.slot))
-        alive_now[j] = False
-        behind = alive_now & (log_eff < log_eff[j])
-        if behind.any():
-            log_eff[behind] += ed * (log_eff[j] - log_eff[behind]) / max(int(alive_now.sum()), 1)
-            changed |= behind
-    m.lab_table.cols["log_eff"][before[changed]] = log_eff[changed]
-    for lab, why in leaving:
-        m.log_event("exit", lab.name, why, lab.cash)
+        n_alive -= 1
+        k = int(np.searchsorted(sub, lab.slot))
+        if k < sub.size and sub[k] == lab.slot:  # the leaving lab is among them: its value may have risen
+            alive_now[k] = False
+            top = vals[k]
+        else:
+            top = log_eff[lab.slot]
+        behind = np.flatnonzero(alive_now & (vals < top))
+        if behind.size:
+            vals[behind] += ed * (top - vals[behind]) / max(n_alive, 1)
+            changed[behind] = True
+    log_eff[sub[changed]] = vals[changed]
+    cash = m.ledger.balance[[lab.account for lab, _ in leaving]].tolist()
+    m.log_events("exit", [lab.name for lab, _ in leaving], [why for _, why in leaving], cash)
 
 
 def _blended_trend(series, prior: float, window: int = 36) -> float:
