@@ -146,6 +146,7 @@ class World(mesa.Model):
         self.labs_version = 0  # bumped whenever a lab enters or exits
         self._alive_key = -1
         self._alive: list = []
+        self._alive_list_key = -1
         self.uid_cap = 1  # one more than the largest lab unique_id (length of per-uid arrays)
         self._cloud_pos_n = -1
         self._p0 = None
@@ -263,13 +264,15 @@ class World(mesa.Model):
         if self._alive_key != self.labs_version:
             tab = self.lab_table
             self._alive_slots = np.flatnonzero(tab.cols["alive"][: tab.n])
-            self._alive = [self.labs[i] for i in self._alive_slots.tolist()]
             self._alive_key = self.labs_version
         return self._alive_slots
 
     def alive_labs(self) -> list[Lab]:
         """Labs alive now, in creation order (cached until a lab enters or exits)."""
-        self.alive_slots()
+        slots = self.alive_slots()
+        if self._alive_list_key != self._alive_key:
+            self._alive = [self.labs[i] for i in slots.tolist()]
+            self._alive_list_key = self._alive_key
         return self._alive
 
     def month_slots(self) -> np.ndarray:
@@ -394,7 +397,7 @@ class World(mesa.Model):
         """Lab-table rows of a list of labs (or the rows themselves when given an array)."""
         if isinstance(labs, np.ndarray):
             return labs
-        if labs is self._alive and self._alive_key == self.labs_version:
+        if labs is self._alive and self._alive_list_key == self._alive_key == self.labs_version:
             return self._alive_slots
         return np.array([lab.slot for lab in labs], dtype=np.int64)
 

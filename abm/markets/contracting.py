@@ -76,6 +76,16 @@ def available_by_term(m, terms: np.ndarray) -> np.ndarray:
     return np.maximum(least, 0.0)
 
 
+def top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest values of ``x``, largest first, earlier first among equals: the first
+    ``k`` of a stable sort by -x, sorting only the values at or above the k-th largest."""
+    if x.size <= k:
+        return np.argsort(-x, kind="stable")
+    kth = np.partition(-x, k - 1)[k - 1]
+    cand = np.flatnonzero(-x <= kth)
+    return cand[np.argsort(-x[cand], kind="stable")[:k]]
+
+
 def sign_requests(m) -> None:
     """Requests for quotes, Nash bargaining with outside options, signed reserved contracts (S6).
 
@@ -94,7 +104,7 @@ def sign_requests(m) -> None:
     ct, pol = m.cfg.contracting, m.cfg.policy
     reqs = m.random_order(reqs, C["probe"][reqs])
     alive = m.alive_slots()  # the frontier labs: the three with the most compute last month
-    top = alive[np.argsort(-C["compute"][alive], kind="stable")[:3]]
+    top = alive[top_k(C["compute"][alive], 3)]
     clouds = m.clouds
     vol = C["req_volume"][reqs]
     term = C["req_term"][reqs]

@@ -147,10 +147,10 @@ def _pay_contracts(m, labs, rows, pay) -> np.ndarray:
     led.transfer_many(acct[buyers[sel]], cloud_acct[sellers], amounts, "reserved_payment")
     short = uid[(frac[uid] < 1.0) & (total[uid] > 0)]
     if short.size:
-        by_uid = {lab.unique_id: lab for lab in labs}
+        slot_of = np.zeros(m.uid_cap, dtype=np.int64)
+        slot_of[uid] = slots
         got = np.bincount(buyers[sel], weights=amounts, minlength=m.uid_cap)
-        for u in short.tolist():
-            lab = by_uid[u]
-            lab.insolvent = True
-            m.log_event("default", lab.name, "could not pay reserved contracts", float(total[u] - got[u]))
+        m.lab_table.cols["insolvent"][slot_of[short]] = True
+        m.log_events("default", [m.labs[i].name for i in slot_of[short].tolist()],
+                     ["could not pay reserved contracts"] * short.size, (total[short] - got[short]).tolist())
     return np.bincount(sellers, weights=amounts, minlength=len(m.clouds))
