@@ -56,7 +56,9 @@ def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
     before = m.alive_slots()
     uid = np.array([lab.unique_id for lab, _ in leaving], dtype=np.int64)
     rows = m.book.active_capacity_rows()
-    rows = rows[np.isin(m.book.cols["buyer"][rows], uid)]
+    theirs = np.zeros(m.uid_cap, dtype=bool)
+    theirs[uid] = True
+    rows = rows[theirs[m.book.cols["buyer"][rows]]]
     if rows.size:
         buyers = m.book.cols["buyer"][rows]
         claims = m.book.remaining_value(m.t + 1, rows) * m.book.cols["take_or_pay"][rows]
@@ -109,10 +111,10 @@ def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
             top = vals[k]
         else:
             top = log_eff[lab.slot]
-        behind = np.flatnonzero(alive_now & (vals < top))
-        if behind.size:
+        behind = alive_now & (vals < top)
+        if behind.any():
             vals[behind] += ed * (top - vals[behind]) / max(n_alive, 1)
-            changed[behind] = True
+            changed |= behind
     log_eff[sub[changed]] = vals[changed]
     cash = m.ledger.balance[[lab.account for lab, _ in leaving]].tolist()
     m.log_events("exit", [lab.name for lab, _ in leaving], [why for _, why in leaving], cash)
