@@ -21,8 +21,8 @@ import numpy as np
 
 from . import economics as ec
 from .labtable import LabTable
-from .logs import ColumnLog
 from .ledger import ContractBook, Ledger
+from .logs import ColumnLog
 from .scenario import Scenario
 from .timeline import month_label
 

@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     wall = time.perf_counter() - t0
     try:
-        write_run(model, out, wall, force=args.force)
+        write_run(model, out, wall, force=args.force, fmt=args.format)
     except OutputError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
@@ -116,7 +116,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     try:
         plan = prepare_ensemble(args.scenario, args.seeds, master_seed=args.master_seed, months=args.months,
                                 overrides=args.set, out=args.out, force=args.force,
-                                allow_model_change=args.allow_model_change)
+                                allow_model_change=args.allow_model_change, fmt=args.format)
     except ScenarioError as exc:
         raise UserError(_blame_flag(str(exc), args)) from None
     except EnsembleError as exc:
@@ -207,7 +207,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             "choose another --out")
     try:
         plans = [prepare_ensemble(s, args.seeds, master_seed=master, months=months, overrides=args.set,
-                                  out=out / f, force=args.force, allow_model_change=args.allow_model_change)
+                                  out=out / f, force=args.force, allow_model_change=args.allow_model_change,
+                                  fmt=args.format)
                  for s, f in zip(args.scenarios, folders, strict=True)]
     except ScenarioError as exc:
         raise UserError(_blame_flag(str(exc), args)) from None
@@ -216,7 +217,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for p in plans:
         for w in p.warnings:
             print(f"abm: warning: {p.name}: {w}", file=sys.stderr)
-    command = cmp.command_line(args.scenarios, args.seeds, master, months, horizons, args.set, out)
+    command = cmp.command_line(args.scenarios, args.seeds, master, months, horizons, args.set, out, args.format)
     info = {"scenarios": names, "sources": list(args.scenarios), "reference": names[0],
             "folders": folders, "n_seeds": args.seeds, "master_seed": master, "months": months,
             "overrides": list(args.set), "horizons": horizons, "command": command}
@@ -453,13 +454,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = BenchSettings.make(quick=args.quick, timeout=args.timeout, labs=args.labs,
                                   months=args.months, seeds=args.seeds, workers=args.workers,
-                                  repeats=args.repeats)
+                                  repeats=args.repeats, process_labs=args.process_labs)
     base = load_scenario(SCENARIO)
-    for n in settings.labs:
-        try:
-            scale_world(base, n)
-        except ScenarioError as exc:
-            raise UserError(str(exc).replace(f"--labs {n}:", f"--labs: {n} labs:", 1)) from None
+    for flag, counts in (("--labs", settings.labs), ("--process-labs", [settings.process_labs])):
+        for n in counts:
+            try:
+                scale_world(base, n)
+            except ScenarioError as exc:
+                raise UserError(str(exc).replace(f"--labs {n}:", f"{flag}: {n} labs:", 1)) from None
     out = Path(args.out)
     try:
         check_out(out, args.force)
@@ -500,8 +502,10 @@ def cmd_overview(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     if not d.is_dir():
         raise UserError(f"{d}: run folder not found" if not d.exists() else f"{d}: not a directory")
-    if not (d / "timeseries.csv").is_file():
-        raise UserError(f"{d}: no timeseries.csv; give a folder written by 'abm run'")
+    from .tables import has_table
+
+    if not has_table(d, "timeseries"):
+        raise UserError(f"{d}: no timeseries.csv or timeseries.parquet; give a folder written by 'abm run'")
     from .views.overview import FigureInputError, overview
 
     return _draw(lambda: [overview(d)], FigureInputError, d)
@@ -687,6 +691,12 @@ def _ensemble_args(p: argparse.ArgumentParser, default_out: str, seeds_default: 
     p.add_argument("--quiet", action="store_true", help="no progress bar and no final line")
 
 
+def _format_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                   help="file format of each seed's timeseries (seeds/*/timeseries.csv or .parquet; default "
+                        "csv); the summaries stay CSV")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="abm", description="Agent-based model of the AI compute market.")
     try:
@@ -701,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a scenario and write a run folder",
                        description="Run a scenario and write timeseries.csv, agents.csv, contracts.csv, "
                                    "events.csv, runs.csv, flows.csv, scenario.toml and run_info.json into a "
-                                   "folder.")
+                                   "folder (with --format parquet the six tables as .parquet files).")
     r.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
     r.add_argument("--seed", type=_nonneg_int, metavar="N", help="master seed (default: the scenario's run.seed)")
     r.add_argument("--months", type=_pos_int, metavar="N", help="months to simulate (default: run.months)")
@@ -713,6 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs/<scenario>-labs<N>-seed<N>/)")
     r.add_argument("--set", action="append", type=_override, metavar="KEY.PATH=VALUE", default=[],
                    help="override a scenario value, e.g. --set capital.kappa=2 (repeatable)")
+    r.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                   help="file format of the tables: csv (default; small runs, spreadsheets, diffs) or parquet "
+                        "(typed columns, smaller and faster for large runs)")
     r.add_argument("--force", action="store_true", help="replace an existing run folder")
     r.add_argument("--quiet", action="store_true", help="print nothing on success")
     r.set_defaults(func=cmd_run)
@@ -724,6 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "of the mean). Resumable: running the same command again computes only missing seeds.")
     e.add_argument("scenario", metavar="SCENARIO", help="a name in scenarios/ or a path to a .toml file")
     _ensemble_args(e, "runs/<scenario>-ensemble-<N>/")
+    _format_arg(e)
     e.set_defaults(func=cmd_ensemble)
 
     c = sub.add_parser(
@@ -736,28 +750,35 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--horizons", type=_horizons, default=[12, 36, 60, 120], metavar="H1,H2,...",
                    help="months at which to compare (default 12,36,60,120; beyond the run: skipped)")
     _ensemble_args(c, "runs/compare-<A>-vs-<B>-<N>/")
+    _format_arg(c)
     c.set_defaults(func=cmd_compare)
 
     b = sub.add_parser(
         "bench", help="measure speed, scaling with the number of labs, memory and ensembles",
         description="Benchmark: the baseline's 120 months in the model alone (median of --repeats) and as a "
-                    "whole 'abm run baseline' process; the baseline grown to each of --labs labs (wall "
-                    "time, time per agent-step, peak memory), each in a fresh process; a --seeds ensemble on "
-                    "each of --workers; Mesa's Boltzmann wealth model as a reference. Prints a table with "
-                    "each figure beside its target and writes DIR/bench.json and DIR/bench.md.")
+                    "whole 'abm run baseline' process; 'abm run baseline --labs 10000' with every output "
+                    "written, as CSV and as Parquet; the baseline grown to each of --labs labs (wall time, "
+                    "time per agent-step against a bare Mesa agent-step in the same process, peak memory), "
+                    "each in a fresh process; a --seeds ensemble on each of --workers; Mesa's Boltzmann "
+                    "wealth model as shipped. Prints a table with each figure beside its target and writes "
+                    "DIR/bench.json and DIR/bench.md.")
     b.add_argument("--labs", type=_int_list(1, "lab counts"), metavar="N[,N...]",
-                   help="lab count, or comma-separated counts, of the scaling runs (default 100,1000,10000)")
+                   help="lab count, or comma-separated counts, of the scaling runs "
+                        "(default 100,1000,10000,100000)")
     b.add_argument("--months", type=_pos_int, metavar="N", help="months of every run (default 120)")
     b.add_argument("--seeds", type=_pos_int, metavar="N", help="seeds of the ensemble (default 100)")
     b.add_argument("--workers", type=_int_list(1, "worker counts"), metavar="W1,W2,...",
                    help="worker processes of the ensemble runs (default 1,2)")
     b.add_argument("--repeats", type=_pos_int, metavar="N",
                    help="timed runs of the baseline in the model alone (default 5)")
+    b.add_argument("--process-labs", type=_pos_int, metavar="N",
+                   help="labs of the whole-process runs with every output written, CSV and Parquet "
+                        "(default 10000)")
     b.add_argument("--timeout", type=_pos_float, metavar="S",
                    help="stop a scaling run after S seconds and skip larger ones (default 600)")
     b.add_argument("--quick", action="store_true",
-                   help="tiny sizes for tests and CI (labs 40,80, 12 months, 4 seeds, 1 repeat); the "
-                        "targets are then not assessed")
+                   help="tiny sizes for tests and CI (labs 40,80, 12 months, 4 seeds, 1 repeat, whole-process "
+                        "runs of 80 labs); the targets are then not assessed")
     b.add_argument("--out", default="runs/bench", metavar="DIR", help="output folder (default runs/bench)")
     b.add_argument("--force", action="store_true", help="overwrite the bench.json of an earlier benchmark")
     b.set_defaults(func=cmd_bench)
@@ -879,7 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "report", help="write DIR/report.html: one self-contained page on a run, ensemble or comparison",
         description="Write DIR/report.html, one self-contained HTML file (figures embedded, no external "
-                    "links) for a run folder (timeseries.csv), an ensemble folder (ensemble.csv) or a "
+                    "links) for a run folder (timeseries.csv or .parquet), an ensemble folder (ensemble.csv) or a "
                     "comparison folder (comparison.csv).")
     rp.add_argument("dir", metavar="DIR", help="a folder written by 'abm run', 'abm ensemble' or 'abm compare'")
     rp.set_defaults(func=cmd_report)
@@ -896,11 +917,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.set_defaults(func=cmd_animate)
 
     au = sub.add_parser(
-        "audit", help="check a run folder's money: every agent's cash rebuilt from its CSV files",
+        "audit", help="check a run folder's money: every agent's cash rebuilt from its CSV or Parquet files",
         description="Rebuild every agent's cash in every month of a run folder from contracts.csv (what each "
                     "contract should have paid), events.csv (rounds, seeds, investments, exits) and flows.csv "
                     "(every other transfer), independently of the model's own accounting, and compare it with "
-                    "agents.csv to 1e-9 relative; check that money is conserved. Prints one line (agents, "
+                    "agents.csv to 1e-9 relative (or the same tables as .parquet files); check that money is "
+                    "conserved. Prints one line (agents, "
                     "months, checks, largest relative error); exit status 0 if every check passes, 1 with "
                     "the first discrepancies if not.")
     au.add_argument("dir", metavar="DIR", help="a folder written by 'abm run'")

@@ -3,7 +3,10 @@
 A run folder holds ``timeseries.csv``, ``agents.csv``, ``contracts.csv``, ``events.csv``, ``runs.csv``,
 ``flows.csv`` (every month's transfers of cash, summed per payer, payee and kind), ``scenario.toml`` (the fully
 resolved scenario, seed included, so that ``abm run DIR/scenario.toml`` reproduces the run byte for byte) and ``run_info.json`` (versions, wall time, headline final values).
-Every file except ``run_info.json`` is a deterministic function of the scenario and seed.
+With ``fmt="parquet"`` (``abm run --format parquet``) the six tables are ``.parquet`` files instead, with typed
+columns built from the model's arrays (:mod:`abm.columns`, written by :mod:`analysis.tables`), and
+``run_info.json`` records ``"format": "parquet"``.
+Every file except ``run_info.json`` is a deterministic function of the scenario and seed (and the format).
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ AGENT_COLUMNS = [
 ]
 EVENT_COLUMNS = ["month", "step", "event", "agent", "detail", "value_usd"]
 RUN_COLUMNS = ["step", "lab", "physical_flop", "effective_flop", "cost_usd", "capability"]
+# Column types of events and runs in Parquet (other columns of runs are typed from their values).
+EVENT_TYPES = {"month": "str", "step": "int", "event": "str", "agent": "str", "detail": "str", "value_usd": "float"}
+RUN_TYPES = {"step": "int", "lab": "str", "physical_flop": "float", "effective_flop": "float", "cost_usd": "float",
+             "capability": "float"}
+FORMATS = ("csv", "parquet")
 HEADLINE = [
     "lab_hhi_compute", "lab_hhi_revenue", "lab_top3_share_compute", "entry_barrier_usd", "frontier_capability",
     "efficiency_share_of_progress", "marginal_capability_per_usd", "cloud_hhi_capacity",
@@ -164,8 +172,7 @@ def _version(dist: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ writing
-def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
-    cfg = getattr(model, "initial_cfg", None) or model.cfg
+def _write_csv_tables(model: ComputeMarket, d: Path) -> None:
     _write_csv(d / "timeseries.csv", COLUMNS, ([row[c] for c in COLUMNS] for row in model.rows))
     def agent_rows():
         for r in model.iter_agent_rows():
@@ -180,6 +187,54 @@ def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
     _write_csv(d / "runs.csv", cols, rows)
     if model.ledger.log is not None:
         _write_flows(d / "flows.csv", model.flow_months())
+
+
+def _checked(columns: dict, expected: Sequence[str], what: str) -> dict:
+    if list(columns) != list(expected):
+        raise ValueError(f"{what} columns {list(columns)}, expected {list(expected)}")
+    return columns
+
+
+def parquet_tables(model: ComputeMarket):
+    """(name, typed columns) of each table of the run folder but flows, built one at a time from the model's
+    arrays (see :mod:`abm.columns`); with :func:`flow_chunks`, the tables ``write_run(..., fmt="parquet")``
+    writes."""
+    from abm import columns as ac
+
+    yield "timeseries", ac.timeseries_columns(model, COLUMNS)
+    yield "agents", _checked(ac.agent_columns(model), AGENT_COLUMNS, "agent")
+    yield "contracts", _checked(ac.contract_columns(model), CONTRACT_FIELDS, "contract")
+    yield "events", ac.record_columns(model.events_log, EVENT_COLUMNS, EVENT_TYPES)
+    yield "runs", ac.record_columns(model.runs_log, ac.record_fields(model.runs_log, RUN_COLUMNS), RUN_TYPES)
+
+
+def flow_chunks(model: ComputeMarket, rows: int | None = None):
+    """The typed columns of flows, in pieces of whole months of at most about ``rows`` rows (nothing when the
+    model kept no flow log; see :func:`abm.columns.flow_column_chunks`)."""
+    from abm import columns as ac
+
+    for piece in ac.flow_column_chunks(model, rows):
+        yield _checked(piece, FLOW_FIELDS, "flow")
+
+
+def _write_parquet_tables(model: ComputeMarket, d: Path) -> None:
+    from .tables import ROW_GROUP, write_parquet, write_parquet_chunks
+
+    for name, columns in parquet_tables(model):
+        write_parquet(d / f"{name}.parquet", columns)
+        del columns  # one table's columns in memory at a time
+    if model.ledger.log is not None:  # flows (the largest table) a row group's worth of months at a time
+        write_parquet_chunks(d / "flows.parquet", flow_chunks(model, ROW_GROUP))
+
+
+def _write_files(model: ComputeMarket, d: Path, wall_time: float, fmt: str = "csv") -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    cfg = getattr(model, "initial_cfg", None) or model.cfg
+    if fmt == "parquet":
+        _write_parquet_tables(model, d)
+    else:
+        _write_csv_tables(model, d)
     (d / "scenario.toml").write_text(to_toml(cfg), encoding="utf-8")
     last = model.rows[-1] if model.rows else {}
     info = {
@@ -194,16 +249,18 @@ def _write_files(model: ComputeMarket, d: Path, wall_time: float) -> None:
         "wall_time_s": round(float(wall_time), 3),
         "final": {k: _json_number(last.get(k)) for k in HEADLINE},
     }
+    if fmt != "csv":  # (a CSV folder's run_info.json stays as it was before formats existed)
+        info["format"] = fmt
     (d / "run_info.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def is_run_folder(d: Path) -> bool:
     """Whether ``d`` looks like a folder written by :func:`write_run` (safe to overwrite with force)."""
-    return (d / "run_info.json").is_file() or (d / "timeseries.csv").is_file()
+    return (d / "run_info.json").is_file() or any((d / f"timeseries{s}").is_file() for s in (".csv", ".parquet"))
 
 
 def check_target(out_dir: str | Path, force: bool = False, ours: Callable[[Path], bool] = is_run_folder,
-                 what: str = "a run folder (no run_info.json or timeseries.csv)") -> Path:
+                 what: str = "a run folder (no run_info.json, timeseries.csv or timeseries.parquet)") -> Path:
     """Raise OutputError unless ``out_dir`` can be written: absent, empty, or with ``force`` a folder that
     ``ours`` recognises (by default a run folder; ``what`` names that kind in the message)."""
     out = Path(out_dir)
@@ -299,15 +356,19 @@ def stage_dir(final: Path, populate: Callable[[Path], None], replace: bool = Fal
 
 
 
-def write_run(model: ComputeMarket, out_dir: str | Path, wall_time: float, force: bool = False) -> Path:
+def write_run(model: ComputeMarket, out_dir: str | Path, wall_time: float, force: bool = False,
+              fmt: str = "csv") -> Path:
     """Write the run's files into ``out_dir`` atomically and return its path.
 
+    ``fmt``: ``"csv"`` (the default) or ``"parquet"`` (the tables as Parquet files, see the module docstring).
     Everything is written into a temporary sibling and renamed into place (see :func:`stage_dir`); an
     existing run folder is replaced only with ``force``. On any failure nothing is left behind and an
     existing target is untouched.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     out = Path(os.path.abspath(check_target(out_dir, force)))  # normalised: "." and ".." have a name
-    stage_dir(out, lambda tmp: _write_files(model, tmp, wall_time), replace=True)
+    stage_dir(out, lambda tmp: _write_files(model, tmp, wall_time, fmt), replace=True)
     return Path(out_dir)
 
 

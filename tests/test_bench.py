@@ -16,7 +16,8 @@ from analysis.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALING_KEYS = {"labs", "months", "status", "build_s", "step_s", "total_s", "process_s", "agent_steps",
-                "us_per_agent_step", "peak_rss_mib", "labs_active_first", "labs_active_final"}
+                "us_per_agent_step", "peak_rss_mib", "labs_active_first", "labs_active_final", "bare_mesa",
+                "over_bare_mesa"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -50,6 +51,17 @@ def test_quick_bench_writes_every_figure(quick):
         assert row["status"] == "ok" and row["months"] == 12
         assert row["agent_steps"] >= 12 * row["labs"] // 2 and row["peak_rss_mib"] > 0
         assert abs(row["labs_active_first"] - row["labs"]) <= 3
+        bare = row["bare_mesa"]
+        assert bare["agents"] == row["labs"] and bare["steps"] == 100 and bare["us_per_agent_step"] > 0
+        assert row["over_bare_mesa"] == pytest.approx(row["us_per_agent_step"] / bare["us_per_agent_step"])
+    runs = data["process_labs"]
+    assert [r["format"] for r in runs] == ["csv", "parquet"]
+    for r in runs:
+        assert r["labs"] == 80 and r["command"].startswith("abm run baseline --months 12 --labs 80")
+        assert r["command"].endswith(f"--format {r['format']}") and r["wall_s"] > 0 and r["peak_rss_mib"] > 50
+        names = {"timeseries", "agents", "contracts", "events", "runs", "flows"}
+        assert {f"{n}.{r['format']}" for n in names} <= set(r["files"]), r["files"]
+        assert r["folder_mib"] * 2**20 == pytest.approx(sum(r["files"].values()))
     ens = data["ensemble"]
     assert ens["seeds"] == 4 and [r["workers"] for r in ens["runs"]] == [1, 2]
     assert ens["identical"] is True
@@ -91,37 +103,46 @@ def test_scale_once_reports_a_scaled_run():
     assert row["us_per_agent_step"] > 0 and row["peak_rss_mib"] > 0
 
 
-def _results(months=120, big=None, mid=None, workers=(1, 2), seeds=100, agents=10_000, steps=100) -> dict:
+def _results(months=120, big=None, mid=None, huge=None, workers=(1, 2), seeds=100, process_labs=10_000) -> dict:
     """Synthetic benchmark results for ``evaluate``."""
     scaling = [{"labs": 100, "status": "ok", "total_s": 1.0, "us_per_agent_step": 10.0, "peak_rss_mib": 200.0}]
-    for n, row in ((1000, mid), (10_000, big)):
+    for n, row in ((1000, mid), (10_000, big), (100_000, huge)):
         if row is not None:
             scaling.append({"labs": n, **row})
     return {"settings": {"months": months},
-            "baseline": {"model": {"median_s": 0.4}, "process": {"median_s": 3.5}},
+            "baseline": {"model": {"median_s": 0.08}, "process": {"median_s": 3.5}},
+            "process_labs": [{"format": "csv", "labs": process_labs, "wall_s": 12.0},
+                             {"format": "parquet", "labs": process_labs, "wall_s": 8.0}],
             "scaling": scaling,
-            "ensemble": {"seeds": seeds, "runs": [{"workers": w, "wall_s": 50.0} for w in workers]},
-            "boltzmann": {"agents": agents, "steps": steps, "us_per_agent_step": 4.0}}
+            "ensemble": {"seeds": seeds, "runs": [{"workers": w, "wall_s": 50.0} for w in workers]}}
 
 
 def test_targets_met_and_missed_on_full_sizes():
-    res = _results(big={"status": "ok", "total_s": 25.0, "us_per_agent_step": 16.0, "peak_rss_mib": 3000.0},
-                   mid={"status": "ok", "total_s": 2.0})
+    res = _results(big={"status": "ok", "total_s": 25.0, "over_bare_mesa": 4.0, "peak_rss_mib": 3000.0},
+                   mid={"status": "ok", "total_s": 2.0},
+                   huge={"status": "ok", "total_s": 250.0, "peak_rss_mib": 4000.0})
     met = {t["key"]: t["met"] for t in evaluate(res)}
     assert met == {"baseline_model_s": True, "baseline_process_s": False, "labs_10000_s": True,
-                   "labs_10000_over_1000": False, "per_agent_step_over_boltzmann": False,
-                   "labs_10000_peak_rss_mib": False, "ensemble_100_seeds_2_workers_s": True}
-    ratio = next(t for t in evaluate(res) if t["key"] == "per_agent_step_over_boltzmann")
-    assert ratio["value"] == pytest.approx(4.0)
+                   "labs_10000_over_1000": False, "per_agent_step_over_bare_mesa": False,
+                   "labs_10000_peak_rss_mib": False, "ensemble_100_seeds_2_workers_s": True,
+                   "run_10000_csv_s": False, "run_10000_parquet_s": True, "labs_100000_s": False,
+                   "labs_100000_peak_rss_mib": True, "labs_100000_over_10000": True}
+    value = {t["key"]: t["value"] for t in evaluate(res)}
+    assert value["per_agent_step_over_bare_mesa"] == pytest.approx(4.0)
+    assert value["labs_100000_over_10000"] == pytest.approx(10.0)
 
 
 def test_a_stopped_run_misses_and_other_sizes_are_not_judged():
-    stopped = _results(big={"status": "timeout", "note": "stopped after 600 s"}, mid={"status": "ok", "total_s": 2.0})
+    stopped = _results(big={"status": "timeout", "note": "stopped after 600 s"}, mid={"status": "ok", "total_s": 2.0},
+                       huge={"status": "skipped", "note": "not run"})
     met = {t["key"]: t["met"] for t in evaluate(stopped)}
     assert met["labs_10000_s"] is False and met["labs_10000_over_1000"] is False
-    assert met["per_agent_step_over_boltzmann"] is False and met["labs_10000_peak_rss_mib"] is False
-    short = {t["key"]: t["met"] for t in evaluate(_results(months=12, workers=(1,), seeds=4))}
+    assert met["per_agent_step_over_bare_mesa"] is False and met["labs_10000_peak_rss_mib"] is False
+    assert met["labs_100000_over_10000"] is False  # the 10,000-lab run was stopped
+    short = {t["key"]: t["met"] for t in evaluate(_results(months=12, workers=(1,), seeds=4, process_labs=80))}
     assert set(short.values()) == {None}
+    other = {t["key"]: t["met"] for t in evaluate(_results(process_labs=5000))}
+    assert other["run_10000_csv_s"] is None and other["run_10000_parquet_s"] is None
 
 
 @pytest.mark.parametrize("args, words", [

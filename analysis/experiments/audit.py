@@ -1,7 +1,9 @@
 """An independent audit of a run folder's money: every agent's cash rebuilt from the folder's CSV files alone.
 
 This module reads ``agents.csv``, ``contracts.csv``, ``events.csv`` and ``flows.csv`` and nothing of the model
-(it imports no ``abm`` code), so a fault in the model's accounting cannot hide itself here. It rebuilds a
+(it imports no ``abm`` code), so a fault in the model's accounting cannot hide itself here. A folder written with
+``abm run --format parquet`` holds the same tables as ``.parquet`` files; they are read instead (with pyarrow,
+still without the model's code), and everything below applies to them alike. It rebuilds a
 ledger of every transfer in the run from three sources and checks each against the others:
 
 * **contract terms** (``contracts.csv``): what every contract should have paid, month by month, from its
@@ -169,29 +171,61 @@ class _Checker:
 
 
 # ------------------------------------------------------------------------------------------------ reading
+def _file(d: Path, name: str) -> Path:
+    """The file of table ``name`` (``agents.csv`` ...): its ``.parquet`` twin if the folder has one (as for every
+    reader of run folders), else the CSV file."""
+    twin = d / (Path(name).stem + ".parquet")
+    return twin if twin.is_file() else d / name
+
+
+def _read_parquet(path: Path, wanted: tuple[str, ...], text: list[str]) -> pd.DataFrame:
+    """The ``wanted`` columns of a Parquet table, texts as categories (as pyarrow gives dictionary columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        header = pq.read_schema(str(path)).names
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise AuditError(f"{path}: no column {missing[0]!r}; was it written by 'abm run'?")
+        table = pq.read_table(str(path), columns=list(dict.fromkeys(wanted)))
+        for c in text:
+            i = table.schema.get_field_index(c)
+            if not pa.types.is_dictionary(table.schema.field(i).type):
+                table = table.set_column(i, c, table.column(i).dictionary_encode())
+        return table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise AuditError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+
+
 def _read(d: Path, name: str) -> pd.DataFrame:
-    """The columns of a file the audit uses: numbers as float64 or int64 (``closed`` -1 when empty), the rest
-    as text. Raises :class:`AuditError` naming the file, row and column of what cannot be read."""
-    path = d / name
+    """The columns of a file the audit uses (``name`` as ``agents.csv``; its ``.parquet`` twin is read when the
+    folder has one): numbers as float64 or int64 (``closed`` -1 when empty), the rest as text. Raises
+    :class:`AuditError` naming the file, row and column of what cannot be read."""
+    path = _file(d, name)
     if not path.is_file():
-        if name == "flows.csv" and (d / "agents.csv").is_file():
+        if name == "flows.csv" and _file(d, "agents.csv").is_file():
             raise AuditError(f"{d}: no flows.csv (run folders written before it existed have none); "
                              "write the run again with 'abm run'")
         raise AuditError(f"{d}: no {name}; give a folder written by 'abm run'")
     wanted = REQUIRED[name] + (("closed",) if name == "contracts.csv" else ())
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise AuditError(f"{path}: no column {missing[0]!r}; was it written by 'abm run'?")
-        numeric = [c for c in wanted if c in FLOAT_COLS or c in INT_COLS or c == "closed"]
-        # Text as categories, then as objects: each distinct name is one string however many rows hold it.
-        text = [c for c in wanted if c not in numeric]
-        df = pd.read_csv(path, usecols=list(wanted), keep_default_na=False, na_values={c: [""] for c in numeric},
-                         dtype=dict.fromkeys(text, "category"))
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
-        raise AuditError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
+    numeric = [c for c in wanted if c in FLOAT_COLS or c in INT_COLS or c == "closed"]
+    # Text as categories, then as objects: each distinct name is one string however many rows hold it.
+    text = [c for c in wanted if c not in numeric]
+    first_row = 2  # the row number of the first data row in messages: after the header line of a CSV file
+    if path.suffix == ".parquet":
+        df, first_row = _read_parquet(path, wanted, text), 1
+    else:
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+            missing = [c for c in wanted if c not in header]
+            if missing:
+                raise AuditError(f"{path}: no column {missing[0]!r}; was it written by 'abm run'?")
+            df = pd.read_csv(path, usecols=list(wanted), keep_default_na=False,
+                             na_values={c: [""] for c in numeric}, dtype=dict.fromkeys(text, "category"))
+        except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+            raise AuditError(f"{path}: cannot read: {' '.join(str(exc).split())}") from None
     for col in text:
         df[col] = df[col].astype(object)
     for col in numeric:
@@ -200,8 +234,8 @@ def _read(d: Path, name: str) -> pd.DataFrame:
             raw = vals.to_numpy(dtype=object)
             bad = [i for i, x in enumerate(raw) if not _is_number(x)]
             if bad:
-                raise AuditError(f"{path}: row {bad[0] + 2}, column {col!r}: not a number: {raw[bad[0]]!r}")
-            vals = np.array([float(x) if x == x and x != "" else np.nan for x in raw], dtype=float)
+                raise AuditError(f"{path}: row {bad[0] + first_row}, column {col!r}: not a number: {raw[bad[0]]!r}")
+            vals = np.array([float(x) if x is not None and x == x and x != "" else np.nan for x in raw], dtype=float)
         vals = vals.to_numpy(dtype=float) if isinstance(vals, pd.Series) else vals
         if col == "closed":
             vals = np.where(np.isnan(vals), -1.0, vals)
@@ -209,7 +243,7 @@ def _read(d: Path, name: str) -> pd.DataFrame:
             wrong = ~np.isfinite(vals) | (vals != np.round(vals))
             if wrong.any():
                 bad = int(np.flatnonzero(wrong)[0])
-                raise AuditError(f"{path}: row {bad + 2}, column {col!r}: not a whole number")
+                raise AuditError(f"{path}: row {bad + first_row}, column {col!r}: not a whole number")
             vals = vals.astype(np.int64)
         df[col] = vals
     return df
@@ -474,12 +508,13 @@ def audit_run(run_dir: str | Path, tol: float = REL_TOL) -> AuditResult:
     events = _read(d, "events.csv")
     flows = _read(d, "flows.csv")
     if agents.empty:
-        raise AuditError(f"{d / 'agents.csv'}: no rows")
+        raise AuditError(f"{_file(d, 'agents.csv')}: no rows")
     ids = agents.groupby("name")["agent_id"].nunique()
     names = agents.groupby("agent_id")["name"].nunique()
     if (ids > 1).any() or (names > 1).any():
         dup = ids[ids > 1].index[0] if (ids > 1).any() else names[names > 1].index[0]
-        raise AuditError(f"{d / 'agents.csv'}: agent names are not one per agent ({dup!r}); cannot join the files")
+        raise AuditError(f"{_file(d, 'agents.csv')}: agent names are not one per agent ({dup!r}); cannot join the "
+                         "files")
     months = int(agents["step"].max()) + 1
     result = AuditResult(d, agents=int(agents["agent_id"].nunique()), months=months, tolerance=tol)
     chk = _Checker(result)

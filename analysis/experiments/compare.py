@@ -217,11 +217,13 @@ def markdown(rows: list[dict], names: Sequence[str], n_seeds: int, master_seed: 
 
 
 def command_line(names: Sequence[str], n_seeds: int, master_seed: int, months: int, horizons: Sequence[int],
-                 overrides: Sequence[str], out: Path) -> str:
+                 overrides: Sequence[str], out: Path, fmt: str = "csv") -> str:
     """The ``abm compare`` command that reproduces a comparison (executor options do not matter)."""
     args = ["abm", "compare", *names, "--seeds", str(n_seeds), "--master-seed", str(master_seed),
             "--months", str(months), "--horizons", ",".join(map(str, horizons))]
     for o in overrides:
         args += ["--set", o]
+    if fmt != "csv":
+        args += ["--format", fmt]
     args += ["--out", str(out)]
     return shlex.join(args)

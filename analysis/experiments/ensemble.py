@@ -14,7 +14,7 @@ Folder (default ``runs/<scenario>-ensemble-<N>/``)::
                            abm ensemble DIR/scenario.toml --seeds N reproduces the ensemble
     seeds.csv              index, seed
     ensemble.json          scenario, its sha256, master seed, N, months, --set overrides, seed rule, versions
-    seeds/seed-<index:04d>-<seed>/timeseries.csv
+    seeds/seed-<index:04d>-<seed>/timeseries.csv       (timeseries.parquet with --format parquet)
     ensemble.csv           per month: C_mean, C_std, C_p2_5, C_p50, C_p97_5, C_ci_lo, C_ci_hi (+ C_n)
 
 Seeds are computed by a ``concurrent.futures`` executor (see :mod:`analysis.experiments.executors`); the task
@@ -23,6 +23,12 @@ this process writes (so Dask workers need no shared file system). A seed folder 
 when complete, so an interrupted ensemble leaves complete seed files only; running the same command again
 computes the missing seeds and never rewrites a finished one. ``ensemble.csv`` is computed from the seed files
 in index order, so it is byte-identical whatever the number of workers or the executor.
+
+Format. With ``fmt="parquet"`` (``abm ensemble --format parquet``) each seed's timeseries is kept as
+``timeseries.parquet``, the bytes ``abm run --format parquet`` writes for that seed: the task still returns CSV
+text, which this process converts (:func:`analysis.tables.csv_text_columns`). ``ensemble.csv`` is the same
+in either format. The format is part of the folder's arguments (``ensemble.json`` records ``"format"`` when
+it is not CSV): resuming a folder in the other format is refused like any other change of arguments.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ import numpy as np
 from abm.metrics import COLUMNS, NULLABLE
 from abm.scenario import Scenario, ScenarioError, load_scenario, to_toml, validate
 
-from ..runio import cell, remove_stale_temporaries, run_scenario, stage_dir
+from ..runio import FORMATS, cell, remove_stale_temporaries, run_scenario, stage_dir
+from ..tables import SUFFIX
 
 SEEDS_DIR = "seeds"
 TIMESERIES = "timeseries.csv"
@@ -161,6 +168,38 @@ def parse_timeseries(text: str, source: str = "timeseries") -> tuple[list[str], 
     return header, [r[0] for r in body], steps, vals.reshape(len(body), len(header) - 2)
 
 
+def parse_timeseries_parquet(path: Path) -> tuple[list[str], list[str], list[int], np.ndarray]:
+    """(header, month labels, steps, values of the numeric columns) of a ``timeseries.parquet``."""
+    import pyarrow as pa
+
+    from ..tables import read_arrow
+
+    try:
+        table = read_arrow(path, error=EnsembleError)
+    except EnsembleError as exc:
+        raise EnsembleError(f"{exc}; delete it to recompute that seed") from None
+    header = list(table.column_names)
+    if header[:2] != ["month", "step"]:
+        raise EnsembleError(f"{path}: not a timeseries file (first columns must be month, step)")
+    try:
+        labels = [str(v) for v in table.column(0).to_pylist()]
+        steps = [int(v) for v in table.column(1).to_pylist()]
+        cols = [np.asarray(table.column(j).cast(pa.float64()).to_numpy(), dtype=float)
+                for j in range(2, len(header))]
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise EnsembleError(f"{path}: non-numeric value ({' '.join(str(exc).split())}); delete it to recompute "
+                            "that seed") from None
+    vals = np.column_stack(cols) if cols else np.zeros((len(labels), 0))
+    return header, labels, steps, vals.reshape(len(labels), len(header) - 2)
+
+
+def timeseries_parquet(text: str) -> bytes:
+    """A seed's timeseries CSV text (as :func:`run_seed` returns it) as the bytes of ``timeseries.parquet``."""
+    from ..tables import csv_text_columns, parquet_bytes
+
+    return parquet_bytes(csv_text_columns(text))
+
+
 # ------------------------------------------------------------------------------------------------ files
 def _version(dist: str) -> str | None:
     from importlib import metadata
@@ -217,6 +256,7 @@ class EnsemblePlan:
     state: str = "new"  # new (folder absent or empty), resume (matching folder), replace (--force)
     allow_model_change: bool = field(default=False, compare=False)
     created_here: bool = field(default=False, compare=False)
+    fmt: str = "csv"  # how seeds' timeseries are kept: "csv" or "parquet"
     warnings: list[str] = field(default_factory=list, compare=False)
 
     @property
@@ -226,15 +266,19 @@ class EnsemblePlan:
     def seed_dir(self, index: int) -> Path:
         return self.out / SEEDS_DIR / seed_dirname(index, self.seeds[index])
 
+    @property
+    def seed_file_name(self) -> str:
+        return f"timeseries{SUFFIX[self.fmt]}"
+
     def seed_file(self, index: int) -> Path:
-        return self.seed_dir(index) / TIMESERIES
+        return self.seed_dir(index) / self.seed_file_name
 
     def completed(self) -> int:
         """Seeds whose timeseries file exists now."""
         return sum(1 for i in range(self.n) if self.seed_file(i).is_file())
 
     def info(self) -> dict:
-        return {
+        info = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "scenario_sha256": hashlib.sha256(self.toml.encode("utf-8")).hexdigest(),
@@ -248,6 +292,9 @@ class EnsemblePlan:
             "versions": {"compute-market-abm": _version(PACKAGE), "python": platform.python_version(),
                          "numpy": np.__version__, "mesa": _version("mesa"), "scipy": _version("scipy")},
         }
+        if self.fmt != "csv":  # (a CSV ensemble's ensemble.json stays as it was before formats existed)
+            info["format"] = self.fmt
+        return info
 
     def initial_files(self) -> dict[str, str]:
         seeds = "index,seed\n" + "".join(f"{i},{s}\n" for i, s in enumerate(self.seeds))
@@ -273,20 +320,26 @@ class EnsemblePlan:
         self.created_here = True
 
     def write_seed(self, index: int, text: str) -> bool:
-        """Store seed ``index``'s timeseries unless it exists; returns whether it was written."""
+        """Store seed ``index``'s timeseries (CSV text, kept in the plan's format) unless it exists; returns
+        whether it was written."""
         final = self.seed_dir(index)
-        if (final / TIMESERIES).exists():
+        name = self.seed_file_name
+        if (final / name).exists():
             return False
+        data: str | bytes = timeseries_parquet(text) if self.fmt == "parquet" else text
         if final.is_dir():  # a stray folder without the file: write the file atomically inside it
-            atomic_write(final / TIMESERIES, text)
+            atomic_write(final / name, data)
             return True
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
         try:
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir()
-            with open(tmp / TIMESERIES, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
+            if isinstance(data, bytes):
+                (tmp / name).write_bytes(data)
+            else:
+                with open(tmp / name, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(data)
             os.replace(tmp, final)  # the seed folder appears complete or not at all
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -301,11 +354,14 @@ class EnsemblePlan:
         values = None
         for i in range(self.n):
             path = self.seed_file(i)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise EnsembleError(f"cannot read {path}: {exc.strerror or exc}") from None
-            h, lab, st, v = parse_timeseries(text, str(path))
+            if path.suffix == ".parquet":
+                h, lab, st, v = parse_timeseries_parquet(path)
+            else:
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except OSError as exc:
+                    raise EnsembleError(f"cannot read {path}: {exc.strerror or exc}") from None
+                h, lab, st, v = parse_timeseries(text, str(path))
             if header is None:
                 header, labels, steps = h, lab, st
                 values = np.empty((self.n, len(lab), len(h) - 2))
@@ -321,6 +377,8 @@ def _describe_mismatch(old: dict, plan: EnsemblePlan) -> str | None:
     new = plan.info()
     checks = [("n_seeds", "--seeds"), ("master_seed", "master seed"), ("months", "months"),
               ("overrides", "--set")]
+    if old.get("format", "csv") != plan.fmt:
+        return f"--format {old.get('format', 'csv')} there, {plan.fmt} now"
     def show(v):
         if isinstance(v, list):
             return " ".join(map(str, v)) if v else "(none)"
@@ -337,8 +395,9 @@ def _describe_mismatch(old: dict, plan: EnsemblePlan) -> str | None:
 def prepare_ensemble(scenario: str | Path | Scenario, n: int, master_seed: int | None = None,
                      months: int | None = None, overrides: Sequence[str] | None = None,
                      out: str | Path | None = None, force: bool = False,
-                     allow_model_change: bool = False) -> EnsemblePlan:
-    """Validate an ensemble's arguments and its folder; writes nothing.
+                     allow_model_change: bool = False, fmt: str = "csv") -> EnsemblePlan:
+    """Validate an ensemble's arguments and its folder; writes nothing. ``fmt``: how each seed's timeseries
+    is kept, ``"csv"`` (the default) or ``"parquet"``.
 
     Raises ScenarioError (bad scenario or override) or EnsembleError (bad N or folder: an existing folder
     made with other arguments needs ``force``, which replaces it; a folder that is not an ensemble is
@@ -347,6 +406,8 @@ def prepare_ensemble(scenario: str | Path | Scenario, n: int, master_seed: int |
     """
     if n < 1:
         raise EnsembleError(f"--seeds must be >= 1 (given {n})")
+    if fmt not in FORMATS:
+        raise EnsembleError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     overrides = list(overrides or [])
     scn = load_scenario(scenario, overrides=overrides or None, months=months)
     master = scn.run.seed if master_seed is None else int(master_seed)
@@ -356,7 +417,7 @@ def prepare_ensemble(scenario: str | Path | Scenario, n: int, master_seed: int |
     plan = EnsemblePlan(out=Path(out) if out is not None else Path("runs") / f"{scn.name}-ensemble-{n}",
                         scenario=scn, toml=to_toml(scn), master_seed=master, n=n, months=scn.run.months,
                         overrides=overrides, seeds=child_seeds(master, n),
-                        allow_model_change=allow_model_change)
+                        allow_model_change=allow_model_change, fmt=fmt)
     plan.state = _folder_state(plan, force)
     return plan
 

@@ -22,6 +22,7 @@ from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..tables import has_table, table_format
 from . import network as nw
 from .common import ReportError, fmt_metric, num, year_axis
 from .run_data import REST_COLOR, lab_colors, lab_compute_shares, load_run, top_labs
@@ -54,7 +55,8 @@ def _replace_atomic(write, final: Path, suffix: str) -> None:
 def build_animation(d: Path, every: int = 2):
     """(figure, FuncAnimation, number of frames) for run folder ``d``; nothing is written."""
     r = load_run(d)
-    missing = [f for f, df in (("agents.csv", r.agents), ("contracts.csv", r.contracts)) if df is None]
+    suffix = ".parquet" if table_format(d) == "parquet" else ".csv"
+    missing = [f"{f}{suffix}" for f, df in (("agents", r.agents), ("contracts", r.contracts)) if df is None]
     if missing:
         raise ReportError(f"{d}: no {' or '.join(missing)}; give a folder written by 'abm run'")
     n = r.n
@@ -134,8 +136,8 @@ def write_animation(d: str | Path, every: int = 2, fps: float = 6.0, mp4: bool |
         raise ReportError(f"{d}: folder not found")
     if not d.is_dir():
         raise ReportError(f"{d}: not a directory")
-    if not (d / "timeseries.csv").is_file():
-        raise ReportError(f"{d}: no timeseries.csv; give a folder written by 'abm run'")
+    if not has_table(d, "timeseries"):
+        raise ReportError(f"{d}: no timeseries.csv or timeseries.parquet; give a folder written by 'abm run'")
     if every < 1:
         raise ReportError(f"--every {every}: expected a whole number >= 1")
     if not fps > 0:

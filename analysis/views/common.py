@@ -1,5 +1,5 @@
 """What the run, ensemble and comparison reports share: the columns' titles and units, the headline metrics
-and the glossary; reading CSV files; number formats; the figures' size, fonts, axes and legends; and the HTML
+and the glossary; reading CSV files and a run folder's tables (CSV or Parquet); number formats; the figures' size, fonts, axes and legends; and the HTML
 page (:class:`Doc`, its CSS and the headline table).
 
 Every report raises :class:`ReportError` for a folder it cannot report on.
@@ -21,6 +21,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
+from .. import tables
 
 HHI_MODERATE, HHI_HIGH = 1000, 1800
 DPI = 100
@@ -146,6 +148,17 @@ def read_csv(path: Path, required: Sequence[str] = (), **kw) -> pd.DataFrame:
     if missing:
         raise ReportError(f"{path}: missing columns {', '.join(missing)}")
     return df
+
+
+def read_table(folder: Path, name: str, required: Sequence[str] = (), **kw) -> pd.DataFrame:
+    """Table ``name`` of a run folder, ``NAME.parquet`` or ``NAME.csv``, as the same DataFrame either way (see
+    :func:`analysis.tables.read_table`: ``columns``, ``dtype``); ReportError naming the file if it cannot."""
+    return tables.read_table(folder, name, required, error=ReportError, **kw)
+
+
+def table_name(folder: Path, name: str) -> str:
+    """The file name of table ``name`` in ``folder``: ``NAME.parquet`` if there, else ``NAME.csv``."""
+    return tables.table_file(folder, name).name
 
 
 def timeseries_problem(ts: pd.DataFrame, columns: Sequence[str]) -> str | None:

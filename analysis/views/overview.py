@@ -1,4 +1,4 @@
-"""Figures drawn from a run folder's CSV files (never from a live model).
+"""Figures drawn from a run folder's tables, CSV or Parquet files (never from a live model).
 
 ``overview(run_dir)`` writes ``overview.png``: a 2x3 grid of lab concentration, cloud and vendor
 concentration, prices, capability against effective compute, the entry barrier, and lab entry and exit.
@@ -20,6 +20,7 @@ from matplotlib.ticker import FuncFormatter
 
 from abm.metrics import COLUMNS
 
+from .. import tables
 from .common import timeseries_problem
 
 # Drawn in this order, so that the few frontier runs sit on top of the many small ones.
@@ -33,17 +34,9 @@ class FigureInputError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def _read_csv(path: Path, required: list[str] | None = None, **kw) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path, **kw)
-    except FileNotFoundError:
-        raise FigureInputError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise FigureInputError(f"{path}: cannot parse CSV: {exc}") from None
-    missing = [c for c in (required or []) if c not in df.columns]
-    if missing:
-        raise FigureInputError(f"{path}: missing columns {', '.join(missing)}")
-    return df
+def _read(d: Path, name: str, required: list[str] | None = None, **kw) -> pd.DataFrame:
+    """Table ``name`` of run folder ``d`` (CSV or Parquet); FigureInputError naming the file if it cannot."""
+    return tables.read_table(d, name, required or (), error=FigureInputError, **kw)
 
 
 def _title(run_dir: Path, ts: pd.DataFrame) -> str:
@@ -167,14 +160,12 @@ def _panel_prices(ax, ts, x, months) -> None:
 
 
 def _panel_capability(ax, ts, run_dir: Path) -> None:
-    runs_path = run_dir / "runs.csv"
     plotted = False
-    if runs_path.is_file():
-        runs = _read_csv(runs_path, ["lab", "effective_flop", "capability"])
+    if tables.has_table(run_dir, "runs"):
+        runs = _read(run_dir, "runs", ["lab", "effective_flop", "capability"])
         tiers: dict[str, str] = {}
-        agents_path = run_dir / "agents.csv"
-        if agents_path.is_file():
-            ag = _read_csv(agents_path, ["name", "type", "kind"], usecols=["name", "type", "kind"])
+        if tables.has_table(run_dir, "agents"):
+            ag = _read(run_dir, "agents", ["name", "type", "kind"], columns=["name", "type", "kind"])
             labs = ag[ag["type"] == "lab"].drop_duplicates("name")
             tiers = dict(zip(labs["name"].astype(str), labs["kind"].astype(str), strict=True))
         ex = pd.to_numeric(runs["effective_flop"], errors="coerce").to_numpy(dtype=float)
@@ -253,12 +244,13 @@ def _panel_entry_exit(ax, ts, x, months) -> None:
 def overview(run_dir: str | Path) -> Path:
     """Draw the 2x3 overview of a run folder into ``run_dir/overview.png`` and return its path."""
     d = Path(run_dir)
-    ts = _read_csv(d / "timeseries.csv", ["month", "step"], dtype={"month": str})
+    ts = _read(d, "timeseries", ["month", "step"], dtype={"month": str})
+    ts_file = tables.table_file(d, "timeseries")
     if ts.empty:
-        raise FigureInputError(f"{d / 'timeseries.csv'}: no rows")
+        raise FigureInputError(f"{ts_file}: no rows")
     bad = timeseries_problem(ts, [c for c in COLUMNS if c != "month"])
     if bad:
-        raise FigureInputError(f"{d / 'timeseries.csv'}: {bad}")
+        raise FigureInputError(f"{ts_file}: {bad}")
     months = ts["month"].astype(str).tolist()
     x = np.arange(len(ts))
 

@@ -1,6 +1,6 @@
 """``abm report DIR``: one self-contained HTML page about a run, an ensemble or a comparison folder.
 
-The kind of folder is recognised by its files: ``timeseries.csv`` (a run, from ``abm run``),
+The kind of folder is recognised by its files: ``timeseries.csv`` or ``timeseries.parquet`` (a run, from ``abm run``),
 ``ensemble.csv`` (an ensemble, from ``abm ensemble``) or ``comparison.csv`` (a comparison, from
 ``abm compare``). :func:`write_report` writes ``DIR/report.html`` atomically (a temporary file renamed into
 place) and returns its path and the number of figures. Every figure is a PNG embedded as base64, the CSS is
@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..tables import has_table
 from .common import ReportError
 from .comparison_report import report_comparison
 from .ensemble_report import report_ensemble
@@ -38,7 +39,7 @@ def detect_kind(d: Path) -> str:
         raise ReportError(f"{d}: folder not found")
     if not d.is_dir():
         raise ReportError(f"{d}: not a directory")
-    if (d / "timeseries.csv").is_file():
+    if has_table(d, "timeseries"):
         return "run"
     if (d / "ensemble.csv").is_file():
         return "ensemble"

@@ -1,5 +1,6 @@
 """A run folder read for its report: :class:`RunData` (``timeseries.csv`` and, when present, ``agents.csv``,
-``contracts.csv``, ``runs.csv``, ``events.csv`` and ``run_info.json``), and the tables derived from it that
+``contracts.csv``, ``runs.csv``, ``events.csv`` and ``run_info.json``; each table may be a ``.parquet`` file
+instead, read into the same DataFrame), and the tables derived from it that
 the figures and the animation draw: the labs' shares of compute and their colours, chip vendors' shipments,
 the labs' lifetimes and a Kaplan-Meier survival curve.
 """
@@ -16,10 +17,12 @@ import pandas as pd
 
 from abm.metrics import COLUMNS
 
+from ..tables import has_table
 from .common import (
     ReportError,
     _read_json,
-    read_csv,
+    read_table,
+    table_name,
     timeseries_problem,
 )
 
@@ -52,16 +55,17 @@ CONTRACT_REQUIRED = ["buyer", "seller", "kind", "volume_h100e", "start", "end", 
 
 
 def load_run(d: Path) -> RunData:
-    ts = read_csv(d / "timeseries.csv", ["month", "step"], dtype={"month": str})
+    ts = read_table(d, "timeseries", ["month", "step"], dtype={"month": str})
+    ts_file = d / table_name(d, "timeseries")
     if ts.empty:
-        raise ReportError(f"{d / 'timeseries.csv'}: no rows")
+        raise ReportError(f"{ts_file}: no rows")
     bad = timeseries_problem(ts, [c for c in COLUMNS if c != "month"])
     if bad:
-        raise ReportError(f"{d / 'timeseries.csv'}: {bad}")
-    agents = _optional(d / "agents.csv", AGENT_REQUIRED, dtype={"month": str, "name": str})
-    contracts = _optional(d / "contracts.csv", CONTRACT_REQUIRED, dtype={"buyer": str, "seller": str})
-    runs = _optional(d / "runs.csv", ["step", "lab", "effective_flop", "capability"], dtype={"lab": str})
-    events = _optional(d / "events.csv", ["step", "event", "agent"])
+        raise ReportError(f"{ts_file}: {bad}")
+    agents = _optional(d, "agents", AGENT_REQUIRED, dtype={"month": str, "name": str})
+    contracts = _optional(d, "contracts", CONTRACT_REQUIRED, dtype={"buyer": str, "seller": str})
+    runs = _optional(d, "runs", ["step", "lab", "effective_flop", "capability"], dtype={"lab": str})
+    events = _optional(d, "events", ["step", "event", "agent"])
     info = _read_json(d / "run_info.json")
     if not info and (d / "scenario.toml").is_file():
         try:
@@ -73,8 +77,8 @@ def load_run(d: Path) -> RunData:
     return RunData(d, ts, ts["month"].astype(str).tolist(), agents, contracts, runs, events, info)
 
 
-def _optional(path: Path, required: Sequence[str], **kw) -> pd.DataFrame | None:
-    return read_csv(path, required, **kw) if path.is_file() else None
+def _optional(d: Path, name: str, required: Sequence[str], **kw) -> pd.DataFrame | None:
+    return read_table(d, name, required, **kw) if has_table(d, name) else None
 
 
 def lab_compute_shares(agents: pd.DataFrame, n: int) -> pd.DataFrame:
