@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import itertools
 import json
 import math
 import numbers
@@ -111,32 +112,11 @@ def csv_field(text: str) -> str:
     """A string as one field of a CSV line, quoted as :func:`_write_csv` quotes it (only when it must be)."""
     if not text:
         return ""  # (alone on a line the csv module would write "")
+    if not any(c in text for c in ',"\r\n'):  # nothing the csv module quotes
+        return text
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow([text])
     return buf.getvalue()[:-1]
-
-
-def _write_flows(path: Path, months) -> None:
-    """flows.csv from the model's flow log, month by month: the same bytes as writing the rows with
-    :func:`_write_csv`, a line at a time without the per-cell dispatch (the file has as many rows as agents.csv
-    or more)."""
-    field: dict[str, str] = {}
-
-    def quoted(names) -> list[str]:
-        out = []
-        for n in names.tolist():
-            f = field.get(n)
-            if f is None:
-                f = field[n] = csv_field(n)
-            out.append(f)
-        return out
-
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        fh.write(",".join(FLOW_FIELDS) + "\n")
-        for month, step, payers, payees, kinds, amounts in months:
-            head = f"{csv_field(month)},{step},"
-            fh.write("".join(f"{head}{p},{q},{k},{a!r}\n" for p, q, k, a in
-                             zip(quoted(payers), quoted(payees), quoted(kinds), amounts.tolist(), strict=True)))
 
 
 def _dict_rows(records: list[dict], fallback: Sequence[str]) -> tuple[list[str], list[list]]:
@@ -173,20 +153,85 @@ def _version(dist: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ writing
 def _write_csv_tables(model: ComputeMarket, d: Path) -> None:
-    _write_csv(d / "timeseries.csv", COLUMNS, ([row[c] for c in COLUMNS] for row in model.rows))
-    def agent_rows():
-        for r in model.iter_agent_rows():
-            if len(r) != len(AGENT_COLUMNS):
-                raise ValueError(f"agent row has {len(r)} fields, expected {len(AGENT_COLUMNS)}: {r!r}")
-            yield r
+    from abm import columns as ac
 
-    _write_csv(d / "agents.csv", AGENT_COLUMNS, agent_rows())
-    _write_csv(d / "contracts.csv", CONTRACT_FIELDS, model.iter_contract_rows())
-    _write_csv(d / "events.csv", EVENT_COLUMNS, ([e.get(c) for c in EVENT_COLUMNS] for e in model.events_log))
-    cols, rows = _dict_rows(model.runs_log, RUN_COLUMNS)
-    _write_csv(d / "runs.csv", cols, rows)
+    _write_csv(d / "timeseries.csv", COLUMNS, ([row[c] for c in COLUMNS] for row in model.rows))
+    _write_csv_columns(d / "agents.csv", _checked(ac.agent_columns(model), AGENT_COLUMNS, "agent"))
+    _write_csv_columns(d / "contracts.csv", _checked(ac.contract_columns(model), CONTRACT_FIELDS, "contract"))
+    for name, log, fallback in (("events", model.events_log, EVENT_COLUMNS), ("runs", model.runs_log, RUN_COLUMNS)):
+        if hasattr(log, "columns"):  # a log kept as columns (abm.logs.ColumnLog): the raw values, cell by cell
+            data = log.columns()
+            _write_csv_columns(d / f"{name}.csv", {c: data[c] for c in log.fields})
+        else:
+            cols, rows = _dict_rows(log, fallback)
+            _write_csv(d / f"{name}.csv", cols, rows)
     if model.ledger.log is not None:
-        _write_flows(d / "flows.csv", model.flow_months())
+        _write_csv_columns(d / "flows.csv", ac.flow_column_chunks(model, CSV_CHUNK))
+
+
+CSV_CHUNK = 100_000  # rows formatted at a time by _write_csv_columns
+
+
+def _csv_texts(col) -> list[str]:
+    """One column of a table from :mod:`abm.columns` as CSV cells, as :func:`cell` and the csv module write
+    them: floats at repr precision and NaN empty, ints, True/False, texts quoted only where they must be,
+    masked ints empty."""
+    from abm.columns import Coded
+
+    if isinstance(col, Coded):
+        texts = np.array([csv_field(v) for v in col.values] or [""], dtype=object)
+        return texts[col.codes].tolist()
+    if isinstance(col, np.ma.MaskedArray):
+        out = list(map(str, col.data.tolist()))
+        for i in np.flatnonzero(np.ma.getmaskarray(col)).tolist():
+            out[i] = ""
+        return out
+    if isinstance(col, list):  # raw values (a log's columns)
+        kinds = set(map(type, col))
+        if kinds <= {str}:
+            quoted = {v: csv_field(v) for v in set(col)}
+            return list(map(quoted.__getitem__, col))
+        if kinds <= {float}:
+            out = list(map(repr, col))
+            for i in np.flatnonzero(np.isnan(np.array(col, dtype=float))).tolist():
+                out[i] = ""
+            return out
+        if kinds <= {int}:
+            return list(map(str, col))
+        return [csv_field(v) if isinstance(v, str) else cell(v) for v in col]
+    col = np.asarray(col)
+    if col.dtype == bool:
+        return np.where(col, "True", "False").tolist()
+    if col.dtype.kind in "iu":
+        return list(map(str, col.tolist()))
+    if col.dtype.kind == "f":
+        out = list(map(repr, col.tolist()))
+        for i in np.flatnonzero(np.isnan(col)).tolist():
+            out[i] = ""
+        return out
+    raise TypeError(f"no CSV cells for a column of {col.dtype}")
+
+
+def _slice(col, lo: int, hi: int):
+    from abm.columns import Coded
+
+    return Coded(col.codes[lo:hi], col.values) if isinstance(col, Coded) else col[lo:hi]
+
+
+def _write_csv_columns(path: Path, table) -> None:
+    """A CSV file from a table's columns (:mod:`abm.columns`; or an iterable of pieces of it with the same
+    columns, in order), a chunk of rows at a time: the same bytes as :func:`_write_csv` with the same values as
+    rows, without a Python call per cell."""
+    pieces = iter([table] if isinstance(table, dict) else table)
+    first = next(pieces)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write(",".join(first) + "\n")
+        for columns in itertools.chain([first], pieces):
+            n = len(next(iter(columns.values()))) if columns else 0
+            for lo in range(0, n, CSV_CHUNK):
+                texts = [_csv_texts(_slice(c, lo, lo + CSV_CHUNK)) for c in columns.values()]
+                fh.write("\n".join(map(",".join, zip(*texts, strict=True))))
+                fh.write("\n")
 
 
 def _checked(columns: dict, expected: Sequence[str], what: str) -> dict:

@@ -26,7 +26,7 @@ from abm.scenario import available_scenarios, load_scenario
 from analysis.cli import main
 from analysis.experiments import audit as audit_module
 from analysis.experiments.audit import REL_TOL, AuditError, audit_run
-from analysis.runio import AGENT_COLUMNS, EVENT_COLUMNS, _write_csv, _write_flows, run_scenario, write_run
+from analysis.runio import AGENT_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, _write_csv, run_scenario, write_run
 
 
 def _sample(n: int, master: int = 20240601) -> list[tuple[str, int, int]]:
@@ -389,17 +389,29 @@ def test_a_model_without_the_log_writes_no_flows(tmp_path):
     assert (tmp_path / "r" / "agents.csv").is_file() and not (tmp_path / "r" / "flows.csv").exists()
 
 
-def test_flows_csv_is_written_as_the_csv_writer_would(tmp_path):
-    """The fast writer of flows.csv gives the bytes of the generic one, names that need quoting included."""
+def test_tables_are_written_as_the_csv_writer_would(tmp_path):
+    """The column writers of agents.csv, contracts.csv, events.csv, runs.csv and flows.csv give the bytes of
+    the generic row writer, names that need quoting, empty cells and booleans included."""
     m = ComputeMarket("baseline", overrides={"run.months": 3}, rng=2)
     for _ in range(3):
         m.step()
     m.labs[0].name = 'Acme, "Inc."'
     m.labs[1].name = "two\nlines"
-    _write_csv(tmp_path / "slow.csv", FLOW_FIELDS, m.iter_flow_rows())
-    _write_flows(tmp_path / "fast.csv", m.flow_months())
-    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "slow.csv").read_bytes()
-    assert b'"Acme, ""Inc."""' in (tmp_path / "fast.csv").read_bytes()
+    m.log_event("note", m.labs[0].name, 'detail, "quoted"', 0)  # an int value stays an int in events.csv
+    write_run(m, tmp_path / "run", 0.0)
+    slow = {
+        "agents": (AGENT_COLUMNS, m.iter_agent_rows()),
+        "contracts": (CONTRACT_FIELDS, m.iter_contract_rows()),
+        "events": (EVENT_COLUMNS, ([e.get(c) for c in EVENT_COLUMNS] for e in m.events_log)),
+        "runs": (RUN_COLUMNS, ([r[c] for c in RUN_COLUMNS] for r in m.runs_log)),
+        "flows": (FLOW_FIELDS, m.iter_flow_rows()),
+    }
+    for name, (cols, rows) in slow.items():
+        _write_csv(tmp_path / f"{name}.csv", cols, rows)
+        assert (tmp_path / "run" / f"{name}.csv").read_bytes() == (tmp_path / f"{name}.csv").read_bytes(), name
+    agents = (tmp_path / "run" / "agents.csv").read_bytes()
+    assert b'"Acme, ""Inc."""' in agents and b'"two\nlines"' in agents
+    assert b',"detail, ""quoted""",0\n' in (tmp_path / "run" / "events.csv").read_bytes()
 
 
 def test_the_audit_reads_no_model_code():
