@@ -93,28 +93,39 @@ def exit_many(m, leaving: list[tuple[Lab, str]]) -> None:
                 c.equity_stakes.pop(lab.unique_id, None)
     m.labs_version += 1
     # Know-how diffuses, exit by exit, to the labs still alive that are behind the one leaving. Efficiencies
-    # only rise, and never above the leaving lab's, so only labs behind the most efficient of those leaving
-    # (as they stand now) can change: the loop runs over them alone.
+    # only rise, and never to the leaving lab's, so the labs behind an exit are among those that were behind
+    # it before the first exit of the month, and never among those at or above the most efficient lab
+    # leaving. Those that can be reached are kept sorted by their efficiency before the first exit, so the
+    # labs an exit can reach are the first ones, and each exit tests those alone.
     ed = m.cfg.efficiency.exit_diffusion
     log_eff = m.lab_table.cols["log_eff"]
     reach = float(log_eff[slots].max())
-    sub = before[log_eff[before] < reach]  # the labs that can be behind an exit
-    vals = log_eff[sub]
+    sub = before[log_eff[before] < reach]  # in lab-table order
+    order = np.argsort(log_eff[sub], kind="stable")
+    sub = sub[order]  # sorted by efficiency before the first exit
+    was = log_eff[sub]
+    vals = was.copy()
+    position = np.empty(order.size, dtype=np.int64)
+    position[order] = np.arange(order.size)  # lab-table order -> sorted order
+    ranked = sub[position]  # the same labs in lab-table order, to find a lab's place
     alive_now = np.ones(sub.size, dtype=bool)
     changed = np.zeros(sub.size, dtype=bool)
     n_alive = before.size
     for lab, _ in leaving:
         n_alive -= 1
-        k = int(np.searchsorted(sub, lab.slot))
-        if k < sub.size and sub[k] == lab.slot:  # the leaving lab is among them: its value may have risen
+        k = int(np.searchsorted(ranked, lab.slot))
+        if k < ranked.size and ranked[k] == lab.slot:  # the leaving lab is among them: its value may have risen
+            k = int(position[k])
             alive_now[k] = False
             top = vals[k]
         else:
             top = log_eff[lab.slot]
-        behind = alive_now & (vals < top)
+        p = int(np.searchsorted(was, top, side="left"))  # the labs that were behind it
+        behind = alive_now[:p] & (vals[:p] < top)
         if behind.any():
-            vals[behind] += ed * (top - vals[behind]) / max(n_alive, 1)
-            changed |= behind
+            v = vals[:p]
+            v[behind] += ed * (top - v[behind]) / max(n_alive, 1)
+            changed[:p] |= behind
     log_eff[sub[changed]] = vals[changed]
     cash = m.ledger.balance[[lab.account for lab, _ in leaving]].tolist()
     m.log_events("exit", [lab.name for lab, _ in leaving], [why for _, why in leaving], cash)
