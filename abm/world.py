@@ -296,13 +296,13 @@ class World(mesa.Model):
     def row_values(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """A quantity of each active capacity contract this month (aligned with ``book.active_capacity_rows()``,
         or for ``rows``): ``volume`` (nominal H100e delivered this month, ContractBook.volume_at), ``owed``
-        (money still owed from this month on, ContractBook.remaining_value) or ``owed_next`` (from next month
-        on). For the active contracts the values are kept for the month: a contract's values do not change
+        (money still owed from this month on, ContractBook.remaining_value), ``owed_next`` (from next month
+        on) or ``cloud`` (the seller's place in ``clouds``, :meth:`seller_idx`). For the active contracts the values are kept for the month: a contract's values do not change
         within it, so only contracts signed since are computed, and a closing drops the closed ones."""
         book = self.book
         active = book.active_capacity_rows()
         t = self.t + (name == "owed_next")
-        fn = book.volume_at if name == "volume" else book.remaining_value
+        fn = {"volume": book.volume_at, "cloud": lambda _, r: self.seller_idx(r)}.get(name, book.remaining_value)
         if rows is not None and rows is not active:
             return fn(t, rows)
         hit = self._row_cache.get(name)
@@ -360,7 +360,7 @@ class World(mesa.Model):
                     np.add.at(out, book.cols["buyer"][new], values(new))
         elif held:  # (bincount adds in row order, as np.add.at would)
             nc = len(self.clouds)
-            out = np.bincount(book.cols["buyer"][rows] * nc + self.seller_idx(rows), weights=values(rows),
+            out = np.bincount(book.cols["buyer"][rows] * nc + self.row_values("cloud"), weights=values(rows),
                               minlength=self.uid_cap * nc).reshape(self.uid_cap, nc)
         else:
             out = self.by_buyer(rows, values(rows))
@@ -437,7 +437,7 @@ class World(mesa.Model):
         rows = self.book.active_capacity_rows()
         if rows.size == 0 or slots.size == 0:
             return np.zeros(slots.size)
-        vol = self.row_values("volume") * self.delivery_ratio()[self.seller_idx(rows)]
+        vol = self.row_values("volume") * self.delivery_ratio()[self.row_values("cloud")]
         per_uid = self.by_buyer(rows, vol * self.book.cols["eff_factor"][rows])
         return per_uid[self.lab_table.cols["uid"][slots]]
 

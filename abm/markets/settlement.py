@@ -42,12 +42,13 @@ def settle(m) -> None:
     rows = m.book.active_capacity_rows()  # those whose end is after this month
     ratio = m.delivery_ratio()
     if rows.size:
-        vol = m.row_values("volume") * ratio[m.seller_idx(rows)]
+        cloud = m.row_values("cloud")
+        vol = m.row_values("volume") * ratio[cloud]
     else:
         vol = np.zeros(0)
     m.delivered_by_cloud = np.zeros(len(m.clouds))
     if rows.size:
-        np.add.at(m.delivered_by_cloud, m.seller_idx(rows), vol)
+        np.add.at(m.delivered_by_cloud, cloud, vol)
     for c, d in zip(m.clouds, m.delivered_by_cloud, strict=True):
         c.delivered = float(d) + c.spot_sold
     pay = vol * m.book.cols["price"][rows] * m.book.cols["take_or_pay"][rows]
@@ -143,7 +144,7 @@ def _pay_contracts(m, labs, rows, pay) -> np.ndarray:
     acct = np.zeros(m.uid_cap, dtype=np.int64)
     acct[uid] = m.lab_table.cols["acct"][slots]
     cloud_acct = np.array([c.account for c in m.clouds])
-    sellers = m.seller_idx(rows[sel])
+    sellers = m.row_values("cloud")[sel] if rows is m.book.active_capacity_rows() else m.seller_idx(rows[sel])
     led.transfer_many(acct[buyers[sel]], cloud_acct[sellers], amounts, "reserved_payment")
     short = uid[(frac[uid] < 1.0) & (total[uid] > 0)]
     if short.size:
