@@ -66,7 +66,6 @@ def collect_row(m, month=None) -> dict:
     """All timeseries columns for the month that just ended (``month``: the model's month_slots())."""
     C = m.lab_table.cols
     alive = m.alive_slots()
-    labs = m.alive_labs()
     t = m.t
     # Labs that exited this month still bought compute and earned revenue in it.
     month = m.month_slots() if month is None else month
@@ -78,7 +77,7 @@ def collect_row(m, month=None) -> dict:
     delivered = np.array([c.delivered for c in m.clouds])
     # Frontier run cost: cost of the largest run completed in the last 12 months.
     run_cost = m.frontier_run_cost()
-    front = labs[int(np.argmax(caps))] if labs else None
+    front = m.labs[int(alive[int(np.argmax(caps))])] if alive.size else None
     if front is not None:
         # d capability / d total training spend of the run behind the frontier lab's capability: gamma over
         # that spend (all of the run's training compute, not only the final run); if the frontier lab has not
@@ -106,7 +105,7 @@ def collect_row(m, month=None) -> dict:
     return {
         "month": month_label(m.cfg.run.start, t),
         "step": t,
-        "labs_active": len(labs),
+        "labs_active": int(alive.size),
         "lab_entries": m.entries,
         "lab_exits": m.exits,
         "lab_hhi_compute": ec.hhi(compute),

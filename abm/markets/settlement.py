@@ -33,7 +33,6 @@ def settle(m) -> None:
     """Serve and train, product-market revenue, contract payments, R&D, cloud costs, defaults."""
     cfg = m.cfg
     led = m.ledger
-    labs = m.alive_labs()
     t = m.t
     rows = m.book.active_capacity_rows()
     # Contracts that have run their course complete.
@@ -55,7 +54,7 @@ def settle(m) -> None:
     C = m.lab_table.cols
     slots = m.alive_slots()
     uid = C["uid"][slots]
-    n = len(labs)
+    n = slots.size
     k_res = m.by_buyer(rows, vol * m.book.cols["eff_factor"][rows])[uid]
     # Nominal H100e (physical hardware) behind the effective compute k, for physical FLOP (review A10).
     k_nominal = m.by_buyer(rows, vol)[uid] + np.where(C["spot_bought"][slots] > 0, C["spot_bought"][slots], 0.0)
@@ -98,7 +97,7 @@ def settle(m) -> None:
     C["run_flop"][slots] += frs * train * np.where(k > 0, k_nominal / np.maximum(k, 1e-12), 1.0) * m.flop_per_unit
     C["run_cost"][slots] += frs * train * unit
     m.lab_table.push_revenue(slots, rev)
-    reserved_by_cloud = _pay_contracts(m, labs, rows, pay)
+    reserved_by_cloud = _pay_contracts(m, slots, rows, pay)
     cash = np.maximum(led.balance[accounts], 0.0)
     solvent = C["alive"][slots] & ~C["insolvent"][slots]
     rd = np.where(solvent, np.minimum(C["rd_share"][slots] * C["spend_rate"][slots], cash), 0.0)
@@ -124,7 +123,7 @@ def settle(m) -> None:
     m.agents_by_type[CloudProvider].do("settle_costs")
 
 
-def _pay_contracts(m, labs, rows, pay) -> np.ndarray:
+def _pay_contracts(m, slots, rows, pay) -> np.ndarray:
     """Labs pay this month's contract obligations; one that cannot pays pro rata and defaults. Returns what
     each cloud received."""
     if rows.size == 0:
@@ -133,7 +132,6 @@ def _pay_contracts(m, labs, rows, pay) -> np.ndarray:
     buyers = m.book.cols["buyer"][rows]
     total = np.bincount(buyers, weights=pay, minlength=m.uid_cap)
     cash = np.zeros(m.uid_cap)
-    slots = m.lab_rows(labs)
     uid = m.lab_table.cols["uid"][slots]
     cash[uid] = m.lab_cash(slots)
     frac = np.where(cash >= total, 1.0, np.maximum(cash, 0.0) / np.where(total > 0, total, 1.0))
