@@ -594,14 +594,15 @@ class World(mesa.Model):
 
     def start_frontier_records(self) -> None:
         """Frontier records at the start: best capability, best runs (physical and effective) and efficiency."""
-        self.q_front_hist.append(max(lab.capability for lab in self.labs) if self.labs else 0.0)
+        C, n = self.lab_table.cols, self.lab_table.n  # (the labs created so far: all of them)
+        self.q_front_hist.append(float(C["capability"][:n].max()) if n else 0.0)
         # Records so far over all labs that ever lived (updated monthly by update_frontier_records).
-        self.best_run_flop = max((lab.best_run_flop for lab in self.labs), default=1.0)
-        self.best_run_eff_flop = max((lab.best_run_eff_flop for lab in self.labs), default=1.0)
-        self.eff_front_hist.append(max((lab.log_eff for lab in self.labs), default=0.0))
+        self.best_run_flop = float(C["best_run_flop"][:n].max()) if n else 1.0
+        self.best_run_eff_flop = float(C["best_run_eff_flop"][:n].max()) if n else 1.0
+        self.eff_front_hist.append(float(C["log_eff"][:n].max()) if n else 0.0)
         # The record run (highest effective FLOP so far): its ln physical FLOP and ln efficiency, one series
         # for both terms of efficiency_share_of_progress.
-        best = max(self.labs, key=lambda lab: lab.best_run_eff_flop, default=None)
+        best = self.labs[int(np.argmax(C["best_run_eff_flop"][:n]))] if n else None  # the first of the best
         self.record_run_now = (math.log(max(best.best_run_flop, 1.0)), best.log_eff) if best else (0.0, 0.0)
         self.record_eff_flop = best.best_run_eff_flop if best else 1.0
         self.record_hist: list[tuple[float, float]] = [self.record_run_now]

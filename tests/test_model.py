@@ -144,6 +144,26 @@ def test_same_run_across_processes():
     assert len(out[0]) == 64 and out[0] == out[1]
 
 
+@pytest.mark.slow
+def test_a_big_world_does_not_depend_on_the_number_of_blas_threads():
+    """At 25,000 labs a month has about 25,000 contract requests; a BLAS dot product of more than 10,000 terms
+    is split over threads, so a sum taken with one would change in its last bits with the number of cores."""
+    code = ("import hashlib; from abm.model import ComputeMarket; from abm.scale import scale_world\n"
+            "from abm.scenario import load_scenario\n"
+            "m = ComputeMarket(scale_world(load_scenario('baseline', seed=1, months=2), 25000), record_flows=False)\n"
+            "while m.running: m.step()\n"
+            "s = repr(m.rows).encode() + b''.join(a.tobytes() for f in m.agent_frames for a in f[2:])\n"
+            "print(hashlib.sha256(s).hexdigest())\n")
+    root = Path(__file__).resolve().parent.parent
+    out = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        res = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                             timeout=300, check=True)
+        out.append(res.stdout.strip())
+    assert len(out[0]) == 64 and out[0] == out[1]
+
+
 # -------------------------------------------------------------------------------------------- batch_run
 
 

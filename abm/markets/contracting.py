@@ -156,9 +156,11 @@ def sign_requests(m) -> None:
         i, bi, qi, pi = live[good], b[good], q[good], price[good]
         m.sign_reserved(uid[i], bi, qi, term[i], pi, eff[bi])
         m.reserved_volume += float(qi.sum())
-        m.reserved_value += float(np.dot(qi, pi))
+        # (sums of products, not BLAS dot products: a dot product of more than 10,000 terms is split over
+        # threads, and its last bits would depend on the machine's number of cores)
+        m.reserved_value += float((qi * pi).sum())
         for group, mask in (("small", C["small"][reqs[i]]), ("frontier", np.isin(reqs[i], top))):
-            m.reserved_by_group[group] += np.array([np.dot(qi[mask], eff[bi][mask]), np.dot(qi[mask], pi[mask])])
+            m.reserved_by_group[group] += np.array([(qi[mask] * eff[bi][mask]).sum(), (qi[mask] * pi[mask]).sum()])
         short = vol[i] - qi * eff[bi]
         s_ = short > ct.min_deal_h100e
         unmet += (ok[i[s_]] / n_ok[i[s_], None] * short[s_, None]).sum(axis=0)
