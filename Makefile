@@ -8,8 +8,9 @@ STAMP := $(VENV)/.install-stamp
 SEED ?= 1
 OUT ?= runs/baseline-seed$(SEED)
 BENCH_ARGS ?=
+EXECUTE ?=
 
-.PHONY: install run test test-fast lint bench lock golden clean
+.PHONY: install run test test-fast lint bench lock golden clean docs
 
 install: $(STAMP)
 
@@ -44,6 +45,12 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# The documentation site (mkdocs.yml) into site/, offline, warnings as errors; EXECUTE=1 runs the tutorial
+# notebooks first so that their tables and figures are on the site.
+docs: install
+	NO_MKDOCS_2_WARNING=1 DOCS_EXECUTE=$(if $(filter 1 true yes,$(EXECUTE)),true,false) \
+	  $(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: install
 	$(VENV)/bin/abm bench --out runs/bench --force $(BENCH_ARGS)
