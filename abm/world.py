@@ -476,10 +476,13 @@ class World(mesa.Model):
         """Capacity each cloud has not yet committed in each month of [start, start + months): its capacity
         path (fleet within its life, chips waiting or in transit) less its commitments; array (clouds,
         months), cached per month and contract book."""
-        def compute():
-            path = np.array([c.capacity_path(start, months) for c in self.clouds]).reshape(len(self.clouds), months)
-            return path - self.committed[:, start: start + months]
-        return self._cached(f"free {start} {months} {len(self.clouds)}", compute)
+        return self._cached(f"free {start} {months} {len(self.clouds)}",
+                            lambda: self.capacity_paths(start, months) - self.committed[:, start: start + months])
+
+    def capacity_paths(self, start: int, months: int) -> np.ndarray:
+        """Each cloud's capacity path over [start, start + months) (CloudProvider.capacity_path); array
+        (clouds, months). Signing contracts does not change it, only the clouds' own phases do."""
+        return np.array([c.capacity_path(start, months) for c in self.clouds]).reshape(len(self.clouds), months)
 
     def available(self, cloud: CloudProvider, start: int, term: int) -> float:
         """Capacity a cloud can still commit in every month of [start, start + term): the least free

@@ -68,10 +68,12 @@ def quote_prices(m, rows: np.ndarray, cloud: CloudProvider, term: int, values: n
     return np.asarray(ec.nash_price(alt, cmin[:, 0], beta[:, 0]), dtype=float)
 
 
-def available_by_term(m, terms: np.ndarray) -> np.ndarray:
+def available_by_term(m, terms: np.ndarray, paths: np.ndarray | None = None) -> np.ndarray:
     """Capacity each cloud can still commit in every month of [t, t + term) for each term: the least free
-    capacity over the term (World.free_capacity); array (terms, clouds)."""
-    free = m.free_capacity(m.t, int(terms.max()))
+    capacity over the term (World.free_capacity, or ``paths`` less the commitments, with ``paths`` the clouds'
+    capacity paths over the longest term); array (terms, clouds)."""
+    months = int(terms.max())
+    free = m.free_capacity(m.t, months) if paths is None else paths - m.committed[:, m.t: m.t + months]
     least = np.minimum.accumulate(free, axis=1)[:, terms - 1].T
     return np.maximum(least, 0.0)
 
@@ -125,8 +127,9 @@ def sign_requests(m) -> None:
     done = ~has
     unmet = np.zeros(len(clouds))
     rows_r = np.arange(len(reqs))
+    paths = m.capacity_paths(m.t, int(terms.max()))  # (signing below changes the commitments only)
     for _ in range(len(clouds) + 1):
-        avail = available_by_term(m, terms)[t_idx]
+        avail = available_by_term(m, terms, paths)[t_idx]
         qty = np.minimum(np.minimum(avail, cap), want)
         cand = ok & (qty >= ct.min_deal_h100e) & ~done[:, None]
         live = np.flatnonzero(cand.any(axis=1))
