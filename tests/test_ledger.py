@@ -77,6 +77,42 @@ def test_active_index_follows_additions_and_closings():
     assert book.take_or_pay[3:5].tolist() == [1.0, 1.0]  # reserved contracts are take-or-pay by default
 
 
+op = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 3), st.sampled_from(["reserved", "spot", "chip_order",
+                                                                  "equity_for_compute"]),
+              st.sampled_from(["active", "completed"])),
+    st.tuples(st.just("add_many"), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=5)),
+    st.tuples(st.just("close"), st.lists(st.integers(0, 40), max_size=4)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(op, max_size=40))
+def test_active_index_is_what_a_scan_of_the_book_finds(ops):
+    """The index of active capacity contracts, grown by appending and cut by closings, is always the scan of
+    the whole book for active reserved and equity-for-compute rows, in ascending order; ``epoch`` changes
+    exactly when a closing removes rows from it."""
+    book = ContractBook(capacity=2)
+    for o in ops:
+        epoch, before = book.epoch, book.active_capacity_rows().copy()
+        if o[0] == "add":
+            _, buyer, kind, status = o
+            book.add(buyer=buyer, seller=9, kind=kind, volume=1.0, start=0, end=12, price=1.0, signed=0,
+                     status=status)
+        elif o[0] == "add_many":
+            rows = o[1]
+            book.add_many(buyer=np.array([b for b, _ in rows], dtype=np.int64), seller=np.full(len(rows), 9),
+                          kind=np.array([k for _, k in rows], dtype=np.int64), volume=np.ones(len(rows)),
+                          start=np.zeros(len(rows), dtype=np.int64), end=np.full(len(rows), 12),
+                          price=np.ones(len(rows)), signed=np.zeros(len(rows), dtype=np.int64))
+        else:
+            rows = [r for r in o[1] if r < len(book)]
+            book.close(rows, "defaulted", 1)
+            assert (book.epoch != epoch) == bool(set(rows) & set(before.tolist()))
+        scan = np.flatnonzero((book.status == 0) & ((book.kind == 0) | (book.kind == 3)))
+        assert book.active_capacity_rows().tolist() == scan.tolist()
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(0.0, 100.0), min_size=1, max_size=8), st.lists(st.floats(0.0, 100.0), min_size=1, max_size=8))
 def test_match_in_order_conserves_volumes(buy, sell):
