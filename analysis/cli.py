@@ -5,7 +5,7 @@ money, serve the live dashboard.
 User mistakes (unknown scenario, broken TOML, bad ``--set``, out-of-range values, an existing output
 folder) end with one line ``abm: error: ...`` on stderr and exit status 2, and leave nothing on disk.
 matplotlib is imported only by the commands that draw (``overview``, ``compare``, ``report``, ``animate``);
-Dask only with ``--scheduler`` or ``--dask-local``; Mesa's visualization only by ``dashboard``.
+Dask only with ``--scheduler`` or ``--dask-local``; Solara only by ``dashboard``.
 """
 
 from __future__ import annotations
@@ -931,9 +931,10 @@ def build_parser() -> argparse.ArgumentParser:
     au.set_defaults(func=cmd_audit)
 
     d = sub.add_parser("dashboard", help="serve the interactive dashboard in a web browser",
-                       description="Serve the interactive dashboard (Mesa SolaraViz: scenario, parameters, "
-                                   "Step/Play/Reset, live plots and the contract network) at http://HOST:PORT/ "
-                                   "until Ctrl-C. Works offline; each browser tab gets its own model.")
+                       description="Serve the interactive dashboard (a Solara page: scenario, parameters, "
+                                   "Step/Play/Reset, live plots in months, the contract network, and a link to "
+                                   "the report of the months run) at http://HOST:PORT/ until Ctrl-C. Works "
+                                   "offline; each browser tab gets its own model.")
     d.add_argument("--port", type=_port, default=8765, metavar="N", help="port to listen on (default 8765)")
     d.add_argument("--host", default="127.0.0.1", metavar="H",
                    help="address to listen on (default 127.0.0.1: this machine only)")

@@ -2,6 +2,8 @@
 answers.
 
 Works offline: the front-end comes from ``solara-assets``, telemetry and the version check are off.
+Run folders and reports written from the page go to ``runs/dashboard`` in the folder the server was started
+from (``runs_dir`` of :func:`serve`), and the server serves them at ``/runs/``.
 Importing this module is cheap (it does not import Solara or Mesa's visualization).
 """
 
@@ -25,6 +27,12 @@ from ..errors import UserError
 
 APP = Path(__file__).with_name("dashboard.py")
 READY_TIMEOUT_S = 60.0
+RUNS_ENV = "ABM_DASHBOARD_RUNS"  # read by the page (dashboard.runs_root)
+
+
+def default_runs_dir() -> Path:
+    """``runs/dashboard`` in the current folder: where the page writes run folders and reports."""
+    return Path.cwd() / "runs" / "dashboard"
 
 
 class DashboardError(RuntimeError):
@@ -99,13 +107,15 @@ def _wait_ready(proc: subprocess.Popen, timeout: float, log_path: str | None) ->
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False, *,
-          log: str | os.PathLike | IO | None = None, timeout: float = READY_TIMEOUT_S) -> subprocess.Popen:
+          log: str | os.PathLike | IO | None = None, timeout: float = READY_TIMEOUT_S,
+          runs_dir: str | os.PathLike | None = None) -> subprocess.Popen:
     """Start the dashboard server and return its process once ``http://host:port/`` answers.
 
     ``log``: where the server's output goes: a path, an open file, or None for a temporary file (its path is
-    ``proc.log_path``). Raises :class:`DashboardError` if the port is taken, or if the server exits or does
-    not answer within ``timeout`` seconds (it is then stopped). Stop it with ``proc.terminate(); proc.wait()``
-    or :func:`stop`.
+    ``proc.log_path``). ``runs_dir``: where the page writes run folders and their reports (created when the
+    first is written; default :func:`default_runs_dir`), served at ``/runs/``; it is ``proc.runs_dir``.
+    Raises :class:`DashboardError` if the port is taken, or if the server exits or does not answer within
+    ``timeout`` seconds (it is then stopped). Stop it with ``proc.terminate(); proc.wait()`` or :func:`stop`.
     """
     _check_listen(host, port)
     log_path = None
@@ -117,7 +127,9 @@ def serve(host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
         out = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
     else:
         out = log
-    env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false", "PYTHONUNBUFFERED": "1"}
+    runs = Path(os.path.abspath(runs_dir if runs_dir is not None else default_runs_dir()))
+    env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false", "PYTHONUNBUFFERED": "1",
+           RUNS_ENV: str(runs)}
     cwd = APP.parents[2]  # the project root, so that ``analysis`` and ``abm`` import from here
     try:
         proc = subprocess.Popen(solara_command(host, port), stdout=out, stderr=subprocess.STDOUT,
@@ -126,6 +138,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
         if out is not log:
             out.close()
     proc.log_path = log_path  # type: ignore[attr-defined]
+    proc.runs_dir = runs  # type: ignore[attr-defined]
     url_host = f"[{host}]" if ":" in host else host
     proc.url = f"http://{url_host}:{port}/"  # type: ignore[attr-defined]
     try:
@@ -164,6 +177,7 @@ def main_dashboard(args) -> int:
     try:
         proc = serve(host, port, open_browser=bool(getattr(args, "open", False)), log=sys.stderr)
         print(f"dashboard at {proc.url} (ready in {time.monotonic() - t0:.1f} s); Ctrl-C to stop", flush=True)
+        print(f"run folders and reports written from the page go to {proc.runs_dir}", flush=True)
         proc.wait()
     except DashboardError as exc:
         raise UserError(str(exc)) from None
