@@ -136,18 +136,10 @@ def col_info(name: str) -> Col:
 
 # ------------------------------------------------------------------------------------------------ inputs
 def read_csv(path: Path, required: Sequence[str] = (), **kw) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path, **kw)
-    except FileNotFoundError:
-        raise ReportError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ReportError(f"{path}: cannot parse CSV: {' '.join(str(exc).split())}") from None
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ReportError(f"{path}: missing columns {', '.join(missing)}")
-    return df
+    """A CSV file as a DataFrame (``kw`` as pandas.read_csv's), read by :func:`analysis.tables.read_table`;
+    ReportError, one line naming the file, when it is missing, unreadable or lacks a ``required`` column."""
+    path = Path(path)
+    return tables.read_table(path.parent, path.stem, required, error=ReportError, path=path, **kw)
 
 
 def read_table(folder: Path, name: str, required: Sequence[str] = (), **kw) -> pd.DataFrame:
